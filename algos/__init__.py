@@ -1,0 +1,1 @@
+"""Learners: PPO and, later, continual learners and model-based RL."""

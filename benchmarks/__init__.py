@@ -1,0 +1,1 @@
+"""Speed and reproduction benchmarks: python -m benchmarks.<name>."""

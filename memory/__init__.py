@@ -1,0 +1,1 @@
+"""Sequence cores and rehearsal buffers (coming with the memory issue)."""

@@ -1,0 +1,1 @@
+"""Curricula: who decides which task comes next."""
