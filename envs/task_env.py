@@ -1,0 +1,151 @@
+"""Task environments: a gymnax 1.0 environment plus a task space and a pure ``params_for(task)``.
+
+The teacher speaks in task vectors; the environment in ``EnvParams``. :class:`TaskEnv` holds the
+mapping and how an episodic return becomes a score in [0, 1]. :class:`TaskAutoReset` steps a task
+environment and, when an episode ends, resets it *with the next task the teacher handed to that
+environment* (the bug minimax #6 fixed: an auto-reset must not fall back to default parameters), and
+reports per-episode statistics (task, return, length, score, done mask) out of the jitted rollout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from envs.task_space import TaskSpace
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TaskEnv:
+    """A gymnax environment whose parameters are chosen by a task vector.
+
+    Attributes:
+      env: a gymnax 1.0 ``Environment`` (``step_env``, ``reset_env``, ``is_truncated``).
+      task_space: the tasks a teacher may propose.
+      params_for: pure, vmappable ``task[dim] -> EnvParams``.
+      default_task: the task that reproduces the unparameterised environment.
+      return_range: ``(low, high)`` of the episodic return, to normalise scores to [0, 1];
+        ``None`` leaves scores as raw returns.
+      mastery_score: a test task counts as mastered when its score reaches this value.
+      name: for logs and plots.
+    """
+
+    env: Any
+    task_space: TaskSpace
+    params_for: Callable[[jax.Array], Any]
+    default_task: tuple[float, ...]
+    return_range: tuple[float, float] | None = None
+    mastery_score: float = 0.9
+    name: str = "task_env"
+
+    def __post_init__(self) -> None:
+        self.task_space.validate(self.default_task, what=f"{self.name}.default_task")
+        if self.return_range is not None and not self.return_range[0] < self.return_range[1]:
+            raise ValueError(f"{self.name}: return_range must be (low, high) with low < high")
+
+    def score(self, episodic_return: jax.Array) -> jax.Array:
+        """Episodic return mapped linearly to [0, 1] (clipped) when the range is known."""
+        if self.return_range is None:
+            return episodic_return
+        lo, hi = self.return_range
+        return jnp.clip((episodic_return - lo) / (hi - lo), 0.0, 1.0)
+
+    def observation_shape(self) -> tuple[int, ...]:
+        params = self.params_for(jnp.asarray(self.default_task, jnp.float32))
+        return tuple(self.env.observation_space(params).shape)
+
+    def action_space(self):
+        return self.env.action_space(self.params_for(jnp.asarray(self.default_task, jnp.float32)))
+
+
+def fixed_task_env(env: Any, params: Any = None, name: str | None = None) -> TaskEnv:
+    """A plain gymnax environment as a one-task TaskEnv (the task vector is ignored)."""
+    params = env.default_params if params is None else params
+    return TaskEnv(
+        env=env,
+        task_space=TaskSpace.box(["none"], [0.0], [1.0]),
+        params_for=lambda task: params,
+        default_task=(0.0,),
+        name=name or getattr(env, "name", "env"),
+    )
+
+
+@struct.dataclass
+class TaskEnvState:
+    env_state: Any
+    task: jax.Array  # [dim] task of the running episode
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+@struct.dataclass
+class EpisodeStats:
+    """Per-step record of finished episodes; rows with ``done == False`` carry no episode."""
+
+    done: jax.Array
+    task: jax.Array
+    episodic_return: jax.Array
+    length: jax.Array
+    score: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TaskAutoReset:
+    """Steps a :class:`TaskEnv`; on ``terminated | truncated`` resets with ``next_task``.
+
+    ``step`` returns the gymnax 1.0 six values, with ``info["final_observation"]`` (the observation
+    before the reset) and ``info["episode"]`` (:class:`EpisodeStats` for the episode that just ended).
+    """
+
+    task_env: TaskEnv
+
+    def reset(self, key: jax.Array, task: jax.Array) -> tuple[Any, TaskEnvState]:
+        obs, env_state = self.task_env.env.reset_env(key, self.task_env.params_for(task))
+        zero = jnp.zeros((), jnp.float32)
+        return obs, TaskEnvState(env_state, task, zero, jnp.zeros((), jnp.int32))
+
+    def step(
+        self, key: jax.Array, state: TaskEnvState, action: jax.Array, next_task: jax.Array
+    ) -> tuple[Any, TaskEnvState, jax.Array, jax.Array, jax.Array, dict]:
+        env = self.task_env.env
+        key_step, key_reset = jax.random.split(key)
+        params = self.task_env.params_for(state.task)
+        obs_st, env_state_st, reward, terminated, _ = env.step_env(
+            key_step, state.env_state, action, params
+        )
+        truncated = jnp.logical_and(env.is_truncated(env_state_st, params), ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+        reward = reward.astype(jnp.float32)
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+
+        task = jnp.where(done, next_task, state.task)
+        obs_re, env_state_re = env.reset_env(key_reset, self.task_env.params_for(next_task))
+        env_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), env_state_re, env_state_st)
+        obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
+
+        stats = EpisodeStats(
+            done=done,
+            task=state.task,
+            episodic_return=episode_return,
+            length=episode_length,
+            score=self.task_env.score(episode_return),
+        )
+        new_state = TaskEnvState(
+            env_state=env_state,
+            task=task,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+        )
+        info = {
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+            "episode": stats,
+        }
+        return obs, new_state, reward, terminated, truncated, info

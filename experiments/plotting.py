@@ -1,0 +1,81 @@
+"""Plots of a run folder's records: learning curves with a band across seeds, task-distribution maps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(
+    plots_dir: str, records: list[dict], curves: Sequence[str], step_unit: str, title: str
+) -> list[str]:
+    """One PNG per curve: mean across seeds with a band of +- one standard deviation."""
+    os.makedirs(plots_dir, exist_ok=True)
+    paths = []
+    x = np.asarray([r["env_steps"] for r in records], np.float64)
+    for name in curves:
+        if not records or name not in records[0]:
+            continue
+        y = np.asarray([r[name] for r in records], np.float64)  # [chunks, seeds]
+        mean, std = y.mean(axis=1), y.std(axis=1)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(x, mean, color="C0", label=f"mean of {y.shape[1]} seeds")
+        ax.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25, label="± 1 std")
+        ax.set_xlabel(step_unit.replace("_", " "))
+        ax.set_ylabel(name)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        fig.tight_layout()
+        path = os.path.join(plots_dir, f"{name.replace('/', '_')}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_compare(
+    path: str, curves: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str, title: str
+) -> None:
+    """Several methods on one axis: ``curves[label] = (x [chunks], y [chunks, seeds])``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, (x, y)) in enumerate(curves.items()):
+        mean, std = y.mean(axis=1), y.std(axis=1)
+        ax.plot(x, mean, color=f"C{i}", label=label)
+        ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_task_maps(
+    path: str,
+    hists: Sequence[np.ndarray],
+    labels: Sequence[str],
+    extent: tuple[float, float, float, float],
+    axis_names: tuple[str, str],
+) -> None:
+    """A row of 2-D histograms of sampled tasks (the paper's pictures of the curriculum over time)."""
+    n = len(hists)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    for ax, h, label in zip(axes[0], hists, labels):
+        h = np.asarray(h, np.float64)
+        ax.imshow(h.T, origin="lower", extent=extent, aspect="auto", cmap="viridis")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel(axis_names[0], fontsize=8)
+        ax.set_ylabel(axis_names[1], fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,92 @@
+"""Turns a PPO :class:`~algos.ppo.Trainer` into a runner :class:`~experiments.runner.Job`.
+
+Shared by every PPO experiment: per-chunk metrics (mean episodic return and score of the episodes
+that finished, losses, the histogram of tasks the teacher handed out), optional evaluation on a fixed
+test set of tasks (mastery = score >= the environment's ``mastery_score``), and the summary keys
+``final_return`` / ``final_return_std`` (and ``mastered_pct`` / ``mastered_pct_std`` with a test set).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from algos.evaluation import evaluate_tasks
+from algos.ppo import Trainer
+from experiments import plotting
+from experiments.runner import Job, mean_and_std
+
+
+def _reduce(metrics: dict) -> dict:
+    episodes = metrics["episodes"].sum(axis=1)  # [S]
+    out = {
+        "episodic_return": metrics["return_sum"].sum(axis=1) / np.maximum(episodes, 1),
+        "score": metrics["score_sum"].sum(axis=1) / np.maximum(episodes, 1),
+        "episode_length": metrics["length_sum"].sum(axis=1) / np.maximum(episodes, 1),
+        "episodes": episodes,
+        # summed over seeds and iterations: the distribution of tasks handed out in this chunk
+        "task_hist": metrics["task_hist"].sum(axis=(0, 1)),
+    }
+    for name, value in metrics.items():
+        if name.startswith("loss/"):
+            out[name] = value.mean(axis=1)
+    return out
+
+
+def ppo_job(name: str, trainer: Trainer, test_tasks: np.ndarray | None = None) -> Job:
+    """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set."""
+    config = trainer.config
+    task_env = trainer.task_env
+    evaluate = None
+    curves = ["episodic_return", "score"]
+    if test_tasks is not None:
+        test_tasks = jnp.asarray(task_env.task_space.validate(test_tasks, "test_tasks"), jnp.float32)
+
+        def evaluate(state):
+            key = jax.random.fold_in(state.key, 7)
+            returns, scores = evaluate_tasks(
+                trainer.policy, state.train_state.params, task_env, test_tasks, key
+            )
+            return {
+                "test_return": returns.mean(),
+                "mastered_pct": 100.0 * (scores >= task_env.mastery_score).mean(),
+            }
+
+        curves = ["mastered_pct", "episodic_return", "score", "test_return"]
+
+    def summarise(records, final_state):
+        ret, ret_std = mean_and_std(records, "episodic_return")
+        summary = {"final_return": ret, "final_return_std": ret_std}
+        if test_tasks is not None:
+            m, s = mean_and_std(records, "mastered_pct")
+            summary.update(mastered_pct=m, mastered_pct_std=s)
+            summary["test_return"] = mean_and_std(records, "test_return")[0]
+        return summary
+
+    def extra_plots(plots_dir, records):
+        space = task_env.task_space
+        if space.dim > 2 or space.names == ("none",):
+            return
+        picks = sorted({0, len(records) // 3, 2 * len(records) // 3, len(records) - 1})
+        second = (space.low[1], space.high[1]) if space.dim > 1 else (0.0, 1.0)
+        plotting.plot_task_maps(
+            f"{plots_dir}/task_distribution.png",
+            [records[i]["task_hist"] for i in picks],
+            [f"{records[i]['env_steps'] / 1e3:.0f}k steps" for i in picks],
+            (space.low[0], space.high[0], *second),
+            (space.names[0], space.names[1] if space.dim > 1 else ""),
+        )
+
+    return Job(
+        name=name,
+        init=trainer.init,
+        chunk=lambda state, num_iterations: trainer.train_chunk(state, num_iterations),
+        iterations=config.num_updates,
+        steps_per_iteration=config.steps_per_update,
+        reduce=_reduce,
+        summarise=summarise,
+        curves=curves,
+        evaluate=evaluate,
+        extra_plots=extra_plots,
+    )
