@@ -20,6 +20,7 @@ Recurrent policies (``Policy.recurrent``) keep the carry at the start of each ro
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -80,7 +81,7 @@ class PPOConfig:
                 f"PPOConfig.total_timesteps={self.total_timesteps} is less than one update of "
                 f"num_envs*num_steps={self.steps_per_update} steps"
             )
-        if not self.lr > 0 or not jnp.isfinite(self.lr):
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"PPOConfig.lr must be a positive number, got {self.lr}")
         for name in ["gamma", "gae_lambda"]:
             if not 0.0 <= getattr(self, name) <= 1.0:

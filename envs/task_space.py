@@ -128,5 +128,13 @@ class TaskSpace:
             raise ValueError(f"{what}: discrete task ids must be integers")
         return arr
 
+    def test_set(self, n: int, seed: int = 4222) -> np.ndarray:
+        """A fixed set of ``n`` tasks drawn uniformly with numpy (host-side, reproducible), as the
+        reference evaluates its students on a fixed uniform test set (TDRL uses seed 4222)."""
+        rng = np.random.default_rng(seed)
+        if self.is_discrete:
+            return rng.integers(0, self.num_tasks, (n, 1)).astype(np.float32)
+        return rng.uniform(self.low, self.high, (n, self.dim)).astype(np.float32)
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

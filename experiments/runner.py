@@ -125,7 +125,8 @@ def seed_sharding(num_seeds: int, enabled: bool = True) -> NamedSharding | None:
     n = jax.local_device_count()
     if not enabled or n == 1 or num_seeds % n:
         return None
-    mesh = jax.make_mesh((n,), ("seeds",))
+    # Auto axes: XLA propagates the seed sharding through the vmapped program.
+    mesh = jax.make_mesh((n,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
     return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
