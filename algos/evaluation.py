@@ -25,12 +25,16 @@ def evaluate_tasks(
     tasks: jax.Array,
     key: jax.Array,
     deterministic: bool = True,
+    episodes_per_task: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
-    """Run one episode on each task ``tasks[m]``; returns ``(episodic_return[m], score[m])``.
+    """Run ``episodes_per_task`` episodes on each task ``tasks[m]`` (different initial states), all in
+    parallel; returns the mean ``(episodic_return[m], score[m])`` per task.
 
     Uses the policy's mode when ``deterministic``. The episode cap of the environment bounds the loop,
     so every episode finishes (terminated or truncated).
     """
+    num_tasks = tasks.shape[0]
+    tasks = jnp.repeat(tasks, episodes_per_task, axis=0)
     env = TaskAutoReset(task_env)
     space = task_env.action_space()
     clip = (lambda a: a) if isinstance(space, spaces.Discrete) else (
@@ -59,4 +63,5 @@ def evaluate_tasks(
 
     init = (obs, state, carry, jnp.ones(m, bool), jnp.zeros(m, bool), jnp.zeros(m), key)
     (_, _, _, _, _, returns, _), _ = jax.lax.scan(step, init, None, episode_limit(task_env))
-    return returns, task_env.score(returns)
+    returns = returns.reshape(num_tasks, episodes_per_task)
+    return returns.mean(axis=1), task_env.score(returns).mean(axis=1)

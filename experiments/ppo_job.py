@@ -8,9 +8,9 @@ test set of tasks (mastery = score >= the environment's ``mastery_score``), and 
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from algos.evaluation import evaluate_tasks
 from algos.ppo import Trainer
@@ -34,8 +34,12 @@ def _reduce(metrics: dict) -> dict:
     return out
 
 
-def ppo_job(name: str, trainer: Trainer, test_tasks: np.ndarray | None = None) -> Job:
-    """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set."""
+def ppo_job(
+    name: str, trainer: Trainer, test_tasks: np.ndarray | None = None, episodes_per_task: int = 4
+) -> Job:
+    """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set after
+    every chunk: a task is mastered when its mean score over ``episodes_per_task`` greedy episodes
+    (different initial states) reaches the environment's ``mastery_score``."""
     config = trainer.config
     task_env = trainer.task_env
     evaluate = None
@@ -46,7 +50,8 @@ def ppo_job(name: str, trainer: Trainer, test_tasks: np.ndarray | None = None) -
         def evaluate(state):
             key = jax.random.fold_in(state.key, 7)
             returns, scores = evaluate_tasks(
-                trainer.policy, state.train_state.params, task_env, test_tasks, key
+                trainer.policy, state.train_state.params, task_env, test_tasks, key,
+                episodes_per_task=episodes_per_task,
             )
             return {
                 "test_return": returns.mean(),

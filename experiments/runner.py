@@ -223,7 +223,10 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
     keys = seed_keys(config)
     if sharding is not None:
         keys = jax.device_put(keys, sharding)
-    state = jax.jit(jax.vmap(job.init))(keys)
+    # Every leaf of the state and of the metrics has the seed axis first: pin it to the seed
+    # sharding so that each chunk's output matches the input sharding it was compiled for.
+    shard_out = {} if sharding is None else {"out_shardings": sharding}
+    state = jax.jit(jax.vmap(job.init), **shard_out)(keys)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
     start_chunk, records = 0, []
@@ -249,7 +252,7 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
         t0 = time.perf_counter()
         size = plan[c]
         if size not in compiled:
-            fn = jax.jit(jax.vmap(partial(job.chunk, num_iterations=size)))
+            fn = jax.jit(jax.vmap(partial(job.chunk, num_iterations=size)), **shard_out)
             compiled[size] = fn.lower(state).compile()
             compile_time += time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -1,0 +1,233 @@
+"""Covar-GMM teacher (teachers/covar_gmm.py): rows [task, t, r], LP, masking, refits, sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import kstest
+
+from envs.task_space import TaskSpace
+from teachers import gmm as G
+from teachers.covar_gmm import CovarGMMConfig, covar_gmm, learning_progress
+from teachers.registry import make_teacher
+
+TS = TaskSpace.box(["height", "spacing"], [0.0, 0.0], [2.0, 6.0])
+CFG = CovarGMMConfig(fit_rate=20, k_min=2, k_max=3)
+
+
+class Jitted:
+    def __init__(self, config):
+        self.config = config
+        self.t = covar_gmm(TS, config)
+        self.update = jax.jit(self.t.update)
+        self.sample = jax.jit(self.t.sample, static_argnums=2)
+        self.vupdate = jax.jit(jax.vmap(self.t.update))
+        self.vsample = jax.jit(jax.vmap(self.t.sample, in_axes=(0, 0, None)), static_argnums=2)
+        self.window_fit = jax.jit(lambda state: _window_fit(config, state))
+
+
+_CACHE: dict = {}
+
+
+def teacher(config) -> Jitted:
+    if config not in _CACHE:
+        _CACHE[config] = Jitted(config)
+    return _CACHE[config]
+
+
+def _window_fit(config, state):
+    f = config.fit_rate
+    window = G.ring_window(state.rows, (state.episodes // f) * f, f)
+    fit = G.fit_gmms(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks)
+    return G.select(fit, "aic")
+
+
+def random_batches(seed, n_batches, n, p_valid=0.6):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        tasks = rng.uniform(TS.low, TS.high, size=(n, TS.dim)).astype(np.float32)
+        scores = rng.random(n).astype(np.float32)
+        out.append((tasks, scores, rng.random(n) < p_valid))
+    return out
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_rows_hold_task_time_and_score(normalise):
+    config = dataclasses.replace(CFG, normalise_tasks=normalise)
+    tj = teacher(config)
+    batches = random_batches(0, 8, 16)
+    # reference: one row per valid episode, t = (episodes before it mod F) / F
+    ref = []
+    for tasks, scores, mask in batches:
+        for task, score in zip(tasks[mask], scores[mask]):
+            u = np.asarray(TS.normalise(jnp.asarray(task))) if normalise else task
+            ref.append(np.concatenate([u, [(len(ref) % 20) / 20, score]]))
+    state = tj.t.init(jax.random.key(0))
+    got = []
+    for tasks, scores, mask in batches:
+        c0 = int(state.episodes)
+        state = tj.update(state, tasks, scores, mask)
+        rows = np.asarray(state.rows)
+        got.extend(rows[e % rows.shape[0]] for e in range(c0, int(state.episodes)))
+    ref = np.asarray(ref)
+    assert len(got) == len(ref) > 40
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-6)
+    assert set(np.round(ref[:, 2] * 20).astype(int)) == set(range(20))
+
+
+def test_learning_progress_is_time_reward_covariance():
+    covs = np.tile(np.eye(4, dtype=np.float32), (3, 1, 1))
+    covs[0, 2, 3] = covs[0, 3, 2] = 0.3
+    covs[1, 2, 3] = covs[1, 3, 2] = -0.2
+    covs[2, 2, 3] = covs[2, 3, 2] = 0.7  # masked component
+    covs[0, 0, 3] = covs[0, 3, 0] = 0.9  # other entries are irrelevant
+    gmm = G.empty_gmm(3, 4).replace(covs=jnp.asarray(covs), component_mask=jnp.array([True, True, False]))
+    np.testing.assert_allclose(learning_progress(gmm), [0.3, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(learning_progress(gmm, absolute_lp=True), [0.3, 0.2, 0.0], atol=1e-7)
+
+
+def test_batched_updates_equal_one_episode_at_a_time():
+    tj = teacher(CFG)
+    batches = random_batches(1, 4, 48, p_valid=0.8)
+    s_batch = tj.t.init(jax.random.key(3))
+    s_seq = s_batch
+    for tasks, scores, mask in batches:
+        s_batch = tj.update(s_batch, tasks, scores, mask)
+        for i in np.flatnonzero(mask):
+            s_seq = tj.update(s_seq, tasks[i : i + 1], scores[i : i + 1], mask[i : i + 1])
+    assert int(s_batch.episodes) == int(s_seq.episodes) > 100 and bool(s_batch.has_gmm)
+    chex.assert_trees_all_close(s_batch.replace(n_fits=0), s_seq.replace(n_fits=0), atol=1e-6)
+    assert int(s_seq.n_fits) == int(s_seq.episodes) // CFG.fit_rate
+
+
+def test_masked_rows_change_nothing():
+    tj = teacher(CFG)
+    state = tj.t.init(jax.random.key(1))
+    for tasks, scores, mask in random_batches(2, 2, 16):
+        state = tj.update(state, tasks, scores, mask)
+    rng = np.random.default_rng(9)
+    n_valid = 6
+    tasks = rng.uniform(TS.low, TS.high, size=(n_valid, 2)).astype(np.float32)
+    scores = rng.random(n_valid).astype(np.float32)
+    assert int(state.episodes) // 20 < (int(state.episodes) + n_valid) // 20  # triggers a refit
+    # without garbage: the valid episodes first, then 10 harmless masked rows (same batch shape)
+    pad = lambda a: np.concatenate([a, np.zeros((10,) + a.shape[1:], a.dtype)])  # noqa: E731
+    clean = tj.update(state, pad(tasks), pad(scores), np.arange(n_valid + 10) < n_valid)
+    # the same episodes with 10 garbage rows (NaN / inf / finite) interleaved and masked out
+    pos = np.sort(rng.choice(n_valid + 10, n_valid, replace=False))
+    big_t = rng.uniform(-50, 50, size=(n_valid + 10, 2)).astype(np.float32)
+    big_s = rng.uniform(-50, 50, size=n_valid + 10).astype(np.float32)
+    big_t[pos], big_s[pos] = tasks, scores
+    garbage = np.setdiff1d(np.arange(n_valid + 10), pos)
+    big_t[garbage[:3]], big_s[garbage[:3]] = np.nan, np.inf
+    big_m = np.zeros(n_valid + 10, bool)
+    big_m[pos] = True
+    dirty = tj.update(state, big_t, big_s, big_m)
+    assert int(clean.n_fits) == int(state.n_fits) + 1
+    chex.assert_trees_all_close(dirty, clean)
+    chex.assert_trees_all_close(tj.update(state, big_t, big_s, np.zeros_like(big_m)), state)
+
+
+def test_vmap_over_seeds_equals_one_seed_at_a_time():
+    tj = teacher(CFG)
+    keys = jax.random.split(jax.random.key(42), 3)
+    per_seed = [random_batches(10 + s, 6, 16, p_valid=0.7) for s in range(3)]
+    vstate = jax.vmap(tj.t.init)(keys)
+    states = [tj.t.init(k) for k in keys]
+    for b in range(6):
+        stacked = [np.stack([per_seed[s][b][j] for s in range(3)]) for j in range(3)]
+        vstate = tj.vupdate(vstate, *stacked)
+        states = [tj.update(states[s], *per_seed[s][b]) for s in range(3)]
+    assert np.all(np.asarray(vstate.n_fits) >= 2)
+    chex.assert_trees_all_close(vstate, jax.tree.map(lambda *a: jnp.stack(a), *states), rtol=1e-4, atol=1e-5)
+    skeys = jax.random.split(jax.random.key(5), 3)
+    _, vtasks = tj.vsample(vstate, skeys, 7)
+    for s in range(3):
+        np.testing.assert_allclose(vtasks[s], tj.sample(states[s], skeys[s], 7)[1], rtol=1e-5, atol=1e-5)
+
+
+def test_refit_exactly_at_multiples_of_fit_rate():
+    tj = teacher(CFG)
+    f = CFG.fit_rate
+    state = tj.t.init(jax.random.key(0))
+    fits = 0
+    for tasks, scores, mask in random_batches(3, 12, 16, p_valid=0.5):
+        c0 = int(state.episodes)
+        state = tj.update(state, tasks, scores, mask)
+        c1 = int(state.episodes)
+        crossed = c1 // f > c0 // f
+        fits += crossed
+        assert int(state.n_fits) == fits
+        assert bool(state.has_gmm) == (c1 >= f)
+        if crossed:  # fresh fit on the F rows ending at the multiple crossed
+            chex.assert_trees_all_close(state.gmm, tj.window_fit(state), rtol=1e-5, atol=1e-5)
+    assert fits >= 3
+
+
+def _ks_uniform(tasks):
+    u = np.asarray(TS.normalise(jnp.asarray(tasks)))
+    return min(kstest(u[:, i], "uniform").pvalue for i in range(TS.dim))
+
+
+def test_samples_in_bounds_and_uniform_before_first_fit():
+    tj = teacher(CFG)
+    state = tj.t.init(jax.random.key(0))
+    assert _ks_uniform(tj.sample(state, jax.random.key(1), 4000)[1]) > 1e-3
+    for tasks, scores, mask in random_batches(4, 2, 8, p_valid=0.7):
+        state = tj.update(state, tasks, scores, mask)
+    assert 0 < int(state.episodes) < CFG.fit_rate and not bool(state.has_gmm)
+    state2, tasks = tj.sample(state, jax.random.key(2), 4000)
+    chex.assert_trees_all_close(state2, state)
+    assert _ks_uniform(tasks) > 1e-3
+    assert np.all(tasks >= np.asarray(TS.low)) and np.all(tasks <= np.asarray(TS.high))
+
+
+def _in_region(tasks):  # [0, 1/2]^2 of the normalised box
+    return (tasks[:, 0] < 1.0) & (tasks[:, 1] < 3.0)
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_samples_concentrate_where_reward_grows_with_time(normalise):
+    config = CovarGMMConfig(fit_rate=150, k_min=2, k_max=4, random_task_ratio=0.0, normalise_tasks=normalise)
+    tj = teacher(config)
+    state = tj.t.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    tasks = np.asarray(tj.sample(state, jax.random.key(1), 4000)[1])[:150]  # bootstrap: uniform
+    t = np.arange(150) / 150
+    # inside the region the score grows over the block (progress), outside it is flat noise
+    scores = np.where(_in_region(tasks), t, 0.5 + 0.05 * rng.standard_normal(150)).astype(np.float32)
+    state = tj.update(state, tasks, scores, np.ones(150, bool))
+    assert bool(state.has_gmm) and int(state.n_fits) == 1
+    lp = np.asarray(learning_progress(state.gmm))
+    cov_tr = np.asarray(state.gmm.covs)[:, -2, -1]
+    k = int(state.gmm.k)
+    np.testing.assert_allclose(lp[:k], np.maximum(cov_tr[:k], 0.0))
+    _, samples = tj.sample(state, jax.random.key(2), 4000)
+    samples = np.asarray(samples)
+    assert np.all(samples >= np.asarray(TS.low)) and np.all(samples <= np.asarray(TS.high))
+    frac = _in_region(samples).mean()
+    assert frac > 0.6, frac  # uniform sampling would give 1/4
+
+
+def test_registry_and_config_validation():
+    assert make_teacher("covar_gmm", TS, fit_rate=30, absolute_lp=True).name == "covar_gmm"
+    bad = [
+        dict(fit_rate=0),
+        dict(fit_rate=5, k_max=10),
+        dict(k_min=0),
+        dict(k_min=5, k_max=4),
+        dict(random_task_ratio=-0.1),
+        dict(em_iters=0),
+        dict(reg_covar=float("nan")),
+    ]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            covar_gmm(TS, CovarGMMConfig(**kw))
+    with pytest.raises(ValueError, match="discrete"):
+        covar_gmm(TaskSpace.discrete(5))

@@ -1,0 +1,169 @@
+"""EM for Gaussian mixtures in JAX (teachers/gmm.py): recovery, criteria, selection, masking."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.mixture import GaussianMixture
+
+from teachers import gmm as G
+
+TRUE_MEANS = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])
+TRUE_STD = 0.5
+
+
+def _mixture_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=n, p=TRUE_WEIGHTS)
+    x = TRUE_MEANS[labels] + TRUE_STD * rng.normal(size=(n, 2))
+    return x.astype(np.float32), labels
+
+
+@jax.jit
+def _fit_2to6(key, x, mask):
+    return G.fit_gmms(key, x, mask, (2, 3, 4, 5, 6))
+
+
+def test_em_recovers_means_and_weights():
+    n = 600
+    x, labels = _mixture_data(0, n)
+    fit = _fit_2to6(jax.random.key(0), x, np.ones(n, bool))
+    i = 1  # ks[1] == 3
+    assert fit.ks[i] == 3
+    assert bool(fit.converged[i])
+    mask = np.asarray(fit.component_mask[i])
+    np.testing.assert_array_equal(mask, np.arange(6) < 3)
+    np.testing.assert_allclose(np.asarray(fit.weights[i])[3:], 0.0)
+    means = np.asarray(fit.means[i])[:3]
+    weights = np.asarray(fit.weights[i])[:3]
+    # match fitted components to the true ones by nearest mean
+    order = [int(np.argmin(np.linalg.norm(means - m, axis=1))) for m in TRUE_MEANS]
+    assert sorted(order) == [0, 1, 2]
+    # Clusters are 12 standard deviations apart, so EM's posterior is essentially hard: the fitted
+    # means/weights equal the per-cluster sample means/proportions up to float32 round-off.
+    for c in range(3):
+        np.testing.assert_allclose(means[order[c]], x[labels == c].mean(0), atol=1e-3)
+        np.testing.assert_allclose(weights[order[c]], np.mean(labels == c), atol=1e-3)
+    # and the truth within sampling error: std of a cluster mean <= 0.5/sqrt(0.2*600) ~ 0.046 per
+    # coordinate (tolerance ~4 sigma); std of a proportion <= sqrt(.25/600) ~ 0.02 (tol ~3 sigma).
+    np.testing.assert_allclose(means[order], TRUE_MEANS, atol=0.2)
+    np.testing.assert_allclose(weights[order], TRUE_WEIGHTS, atol=0.06)
+    covs = np.asarray(fit.covs[i])[order]
+    np.testing.assert_allclose(covs, np.broadcast_to(TRUE_STD**2 * np.eye(2), covs.shape), atol=0.08)
+
+
+def _numpy_mean_loglik(weights, means, covs, x):
+    comps = [
+        np.log(w) + multivariate_normal(m, c).logpdf(x)
+        for w, m, c in zip(weights, means, covs)
+    ]
+    return float(np.mean(logsumexp(np.stack(comps, axis=1), axis=1)))
+
+
+def test_criteria_match_scipy_and_sklearn():
+    n = 300
+    x, _ = _mixture_data(1, n)
+    # 3-D data (as ALP-GMM's [task, alp] rows): add a third coordinate
+    x = np.concatenate([x, np.random.default_rng(5).random((n, 1), np.float32)], axis=1)
+    ks = (1, 2, 3, 4)
+    fit = jax.jit(lambda k, p, m: G.fit_gmms(k, p, m, ks))(jax.random.key(3), x, np.ones(n, bool))
+    aic, bic = np.asarray(G.aic(fit)), np.asarray(G.bic(fit))
+    aicc = np.asarray(G.aicc(fit, aicc_dim=2))
+    x64 = x.astype(np.float64)
+    for i, k in enumerate(ks):
+        w = np.asarray(fit.weights[i], np.float64)[:k]
+        mu = np.asarray(fit.means[i], np.float64)[:k]
+        cov = np.asarray(fit.covs[i], np.float64)[:k]
+        ll = _numpy_mean_loglik(w, mu, cov, x64)
+        assert fit.mean_loglik[i] == pytest.approx(ll, rel=1e-5, abs=1e-5)
+        p = k * 3 * 4 / 2 + k * 3 + (k - 1)
+        assert float(fit.n_params[i]) == p
+        assert aic[i] == pytest.approx(-2 * n * ll + 2 * p, rel=1e-5)
+        assert bic[i] == pytest.approx(-2 * n * ll + p * np.log(n), rel=1e-5)
+        # TDRL's AICc: the correction counts parameters with the task dimension d = 2
+        pp = k * ((2 * 2 - 2) / 2 + 2 * 2 + 1) - 1
+        assert aicc[i] == pytest.approx(-2 * n * ll + 2 * p + 2 * pp * (pp + 1) / (n - pp - 1), rel=1e-5)
+        # sklearn's own aic/bic on the same parameters
+        sk = GaussianMixture(k, covariance_type="full")
+        sk.weights_, sk.means_, sk.covariances_ = w / w.sum(), mu, cov
+        sk.precisions_cholesky_ = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+        assert aic[i] == pytest.approx(sk.aic(x64), rel=1e-5)
+        assert bic[i] == pytest.approx(sk.bic(x64), rel=1e-5)
+
+
+def test_selects_three_components_on_separated_clusters():
+    n = 600
+    x, _ = _mixture_data(2, n)
+    fit = _fit_2to6(jax.random.key(1), x, np.ones(n, bool))
+    for criterion in ("aic", "bic"):
+        gmm = G.select(fit, criterion)
+        assert int(gmm.k) == 3, criterion
+        assert bool(gmm.ok)
+        np.testing.assert_array_equal(np.asarray(gmm.component_mask), np.arange(6) < 3)
+        values = np.asarray(G.criterion_values(fit, criterion))
+        assert int(np.argmin(values)) == 1
+
+
+def test_masked_points_have_no_effect():
+    n = 250
+    x, _ = _mixture_data(3, n)
+    rng = np.random.default_rng(0)
+    extra = 90
+    garbage = np.concatenate(
+        [np.full((30, 2), np.nan), np.full((30, 2), 1e30), rng.normal(size=(30, 2)) * 50],
+        axis=0,
+    ).astype(np.float32)
+    # interleave the garbage rows at random positions
+    total = n + extra
+    is_valid = np.zeros(total, bool)
+    is_valid[np.sort(rng.choice(total, n, replace=False))] = True
+    big = np.empty((total, 2), np.float32)
+    big[is_valid] = x
+    big[~is_valid] = garbage[rng.permutation(extra)]
+    key = jax.random.key(7)
+    fit_clean = _fit_2to6(key, x, np.ones(n, bool))
+    fit_masked = _fit_2to6(key, big, is_valid)
+    assert float(fit_masked.n_points) == n
+    chex.assert_trees_all_close(fit_masked, fit_clean, rtol=1e-4, atol=1e-4)
+
+
+def test_choose_components_and_sampling():
+    key = jax.random.key(0)
+    mask = jnp.array([True, True, True, False])
+    c = np.asarray(G.choose_components(key, jnp.array([0.0, -1.0, 5.0, 9.0]), mask, 500))
+    np.testing.assert_array_equal(c, 2)  # negative clamped to 0, masked component never chosen
+    c = np.asarray(G.choose_components(key, jnp.array([0.0, 0.0, 0.0, 9.0]), mask, 3000))
+    counts = np.bincount(c, minlength=4)
+    assert counts[3] == 0
+    # uniform over the 3 valid components: each ~1000, std ~26
+    assert np.all(np.abs(counts[:3] - 1000) < 130)
+    c = np.asarray(G.choose_components(key, jnp.array([1.0, 3.0, 0.0, 0.0]), mask, 4000))
+    assert abs(np.mean(c == 1) - 0.75) < 0.03  # std ~0.007
+
+    # draws from one component have its mean and covariance
+    x, _ = _mixture_data(4, 400)
+    gmm = G.select(_fit_2to6(jax.random.key(2), x, np.ones(400, bool)), "bic")
+    draws = jax.vmap(G.sample_gmm_component, in_axes=(0, None, None))(
+        jax.random.split(key, 5000), gmm, 1
+    )
+    np.testing.assert_allclose(np.mean(draws, 0), gmm.means[1], atol=0.05)
+    np.testing.assert_allclose(np.cov(np.asarray(draws).T), gmm.covs[1], atol=0.05)
+
+
+def test_ring_write_and_window():
+    buf = jnp.zeros((5,), jnp.int32)
+    vals = jnp.arange(1, 10)
+    mask = jnp.array([1, 0, 1, 1, 1, 0, 1, 1, 1], bool)  # valid values 1,3,4,5,7,8,9
+    out = np.asarray(G.ring_write(buf, jnp.asarray(3), vals, mask))
+    # episodes 3..9 get values 1,3,4,5,7,8,9; the ring keeps episodes 5..9 at slots e % 5
+    expected = np.zeros(5, int)
+    for e, v in zip(range(3, 10), [1, 3, 4, 5, 7, 8, 9]):
+        expected[e % 5] = v
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.asarray(G.ring_window(jnp.asarray(out), 10, 4)), [5, 7, 8, 9])
