@@ -62,6 +62,7 @@ class OracleConfig:
     step: tuple[float, ...] | None = None  # per-dimension move; None -> +range/30 on every dimension
     check_every: int = 50  # episodes per block (TDRL step_rate)
     threshold: float = 0.76  # mean score of a block must be > this (TDRL: raw return 230 -> 0.76)
+    path: str = "linear"  # "linear": TDRL, every dimension moves at once; "sweep": see below
 
     def __post_init__(self) -> None:
         # Accept lists (from a CLI or JSON) but keep the config hashable.
@@ -69,6 +70,8 @@ class OracleConfig:
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         if self.check_every < 1:
             raise ValueError(f"OracleConfig: check_every must be >= 1, got {self.check_every}")
+        if self.path not in ("linear", "sweep"):
+            raise ValueError(f"OracleConfig: path must be 'linear' or 'sweep', got {self.path!r}")
 
 
 @struct.dataclass
@@ -121,6 +124,17 @@ def oracle_window(
 ) -> tuple[jax.Array, jax.Array]:
     """The current window ``(lower corner [dim], upper corner [dim])`` of an Oracle state."""
     width, start, step, lo, hi = _geometry(task_space, config)
+    if config.path == "sweep":
+        # Raster over the grid of window positions: dimension 0 moves fastest; when it reaches its
+        # end it returns to the start and the next dimension moves one step (a mixed-radix counter).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.where(step > 0, hi - start, np.where(step < 0, lo - start, 0.0))
+            counts = np.where(step != 0, np.floor(reach / np.where(step != 0, step, 1.0) + 1e-4) + 1, 1)
+        counts = counts.astype(np.int64)
+        radix = np.concatenate([[1], np.cumprod(counts)[:-1]])
+        adv = jnp.minimum(state.advances, int(np.prod(counts)) - 1)[..., None]
+        position = (adv // radix) % counts
+        return start + position * step, start + position * step + width
     corner = start + state.advances.astype(jnp.float32)[..., None] * step
     # Rising dimensions stop at high - width, falling (or fixed) ones at low: TDRL's clipping.
     corner = jnp.where(step > 0, jnp.minimum(corner, hi), jnp.maximum(corner, lo))
@@ -179,10 +193,11 @@ def hypercube_oracle_config(hypercube_config) -> OracleConfig:
     The reference code has no Oracle for the toy environment; this one is curriculax's design, by
     analogy with the BipedalWalker Oracle: the window is one cube wide on every used dimension and
     starts on the origin cube; after each block of ``check_every`` (50) episodes whose mean score
-    exceeds the mastery level (0.75) it moves one cube outward on every used dimension at once (i.e.
-    along the diagonal, like TDRL's Oracle which steps all dimensions together), stopping at the last
-    cube. On useless dimensions the window spans the whole range and never moves (the student ignores
-    them). Because it walks the diagonal, it can master at most ``nb_cubes`` cubes.
+    exceeds the mastery level (0.75) it moves one cube on, sweeping the cubes in raster order
+    (``path="sweep"``: along dimension 0, then one cube up dimension 1 and back to the start, ...), so
+    that every cube it reaches has a mastered previous neighbour. (TDRL's linear path, moving every
+    dimension at once, would walk the diagonal and master at most ``nb_cubes`` cubes.) On useless
+    dimensions the window spans the whole range and never moves (the student ignores them).
     """
     c = hypercube_config
     cube = 1.0 / c.nb_cubes
@@ -193,6 +208,7 @@ def hypercube_oracle_config(hypercube_config) -> OracleConfig:
         step=(cube,) * used + (0.0,) * useless,
         check_every=50,
         threshold=c.mastery_threshold / c.max_per_cube,
+        path="sweep",
     )
 
 
