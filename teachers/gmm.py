@@ -131,11 +131,12 @@ def tdrl_aicc_parameters(k: int, task_dim: int) -> float:
 def _safe_cholesky(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Cholesky of one [D, D] covariance, retried with jitter if it fails. Returns (cov, chol)."""
     dim = cov.shape[-1]
-    chol = jnp.linalg.cholesky(cov)
-    bad = ~jnp.all(jnp.isfinite(chol))
     jitter = 1e-5 * (jnp.trace(cov) / dim + 1.0)
     cov2 = cov + jitter * jnp.eye(dim, dtype=cov.dtype)
-    chol2 = jnp.linalg.cholesky(cov2)
+    # One batched Cholesky of both matrices: two independent LAPACK calls in one program can
+    # deadlock jaxlib 0.10's CPU thread pool on 2-core machines (both wait for a free worker).
+    chol, chol2 = jnp.linalg.cholesky(jnp.stack([cov, cov2]))
+    bad = ~jnp.all(jnp.isfinite(chol))
     return jnp.where(bad, cov2, cov), jnp.where(bad, chol2, chol)
 
 
