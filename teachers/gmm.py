@@ -98,7 +98,8 @@ class GMM:
 
 
 def empty_gmm(kmax: int, dim: int) -> GMM:
-    """A placeholder mixture (one standard-normal component at 0) for states before the first fit."""
+    """The initial mixture (one standard-normal component at 0), held until the first fit; sampling
+    ignores it while ``has_gmm`` is False."""
     eye = jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (kmax, dim, dim))
     mask = jnp.arange(kmax) < 1
     return GMM(
