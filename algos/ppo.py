@@ -5,11 +5,15 @@ Per update: a ``lax.scan`` of ``num_steps`` vectorised environment steps (a teac
 every environment the task for its next episode), GAE (``algos/gae.py``: bootstraps through truncation,
 stops at termination), then ``update_epochs`` passes over ``num_minibatches`` minibatches of
 
-    L = -E[min(rho A, clip(rho, 1-eps, 1+eps) A)] + c_v L_V - c_e H[pi] + extra_loss(params),
+    L = -E[min(rho A, clip(rho, 1-eps, 1+eps) A)] + c_v L_V - c_e H[pi] + extra_loss(params, learner_state),
     rho = pi(a|s) / pi_old(a|s),  L_V = 0.5 E[max((V-R)^2, (V_clip-R)^2)]  (or unclipped),
 
 with Adam (eps 1e-5) after global-norm clipping and optional linear learning-rate annealing; then the
 teacher's ``update`` with the tasks, scores and done mask of the episodes that finished.
+
+``extra_loss`` is a continual learner's regulariser; its own state (anchors, Fisher diagonals, ...) lives
+per seed in ``PPOState.learner_state``, starts as ``learner_init(params)`` and is replaced between tasks
+(``state.replace(learner_state=learner.end_task(...))``) without recompiling.
 
 For long runs the same code is split into ``init(key)`` and ``train_chunk(state, num_updates)``;
 ``train(key)`` is both in one call. Everything is pure: ``jax.jit(jax.vmap(train))`` runs many seeds.
@@ -107,6 +111,7 @@ class PPOState:
     obs: jax.Array
     last_done: jax.Array  # [num_envs] the current observation starts an episode
     carry: Any  # policy carry (recurrent policies); () for feed-forward
+    learner_state: Any  # what extra_loss reads besides params (a continual learner's); () if none
     teacher_state: Any
     key: jax.Array
     update: jax.Array  # number of updates done
@@ -163,13 +168,17 @@ def make_train(
     task_env: TaskEnv,
     teacher: Teacher | None = None,
     policy: Policy | None = None,
-    extra_loss: Callable[[Any], jax.Array] | None = None,
+    extra_loss: Callable[[Any, Any], jax.Array] | None = None,
+    learner_init: Callable[[Any], Any] | None = None,
 ) -> Trainer:
     """Build PPO for ``task_env``; ``teacher`` (optional) chooses each episode's task.
 
-    Without a teacher every episode runs ``task_env.default_task``. ``extra_loss(params)`` is added
-    to the PPO loss (a continual learner's regulariser).
+    Without a teacher every episode runs ``task_env.default_task``. ``extra_loss(params,
+    learner_state)`` is added to the PPO loss (a continual learner's regulariser); ``learner_state``
+    starts as ``learner_init(initial_params)`` (``()`` without ``learner_init``).
     """
+    if learner_init is not None and extra_loss is None:
+        raise ValueError("learner_init without extra_loss: nothing would read the learner state")
     config.validate()
     if teacher is not None and teacher.task_space != task_env.task_space:
         raise ValueError(
@@ -213,6 +222,7 @@ def make_train(
             obs=obs,
             last_done=jnp.ones((num_envs,), bool),
             carry=policy.initial_carry(num_envs),
+            learner_state=learner_init(params) if learner_init is not None else (),
             teacher_state=teacher_state,
             key=key,
             update=jnp.zeros((), jnp.int32),
@@ -261,7 +271,7 @@ def make_train(
         _, _, v = policy.apply(params, (), traj.final_obs, traj.done)
         return v
 
-    def loss_fn(params, batch: Transition, carry, advantages, targets):
+    def loss_fn(params, batch: Transition, carry, advantages, targets, learner_state):
         _, dist, value = policy.apply(params, carry, batch.obs, batch.reset)
         log_prob = dist.log_prob(batch.action)
         if config.normalize_advantages:
@@ -277,7 +287,7 @@ def make_train(
             value_loss = 0.5 * ((value - targets) ** 2).mean()
         entropy = dist.entropy().mean()
         total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-        extra = extra_loss(params) if extra_loss is not None else jnp.zeros(())
+        extra = extra_loss(params, learner_state) if extra_loss is not None else jnp.zeros(())
         total = total + extra
         aux = {
             "loss/actor": actor_loss,
@@ -289,13 +299,16 @@ def make_train(
         }
         return total, aux
 
-    def minibatch_step(train_state, minibatch):
-        batch, carry, adv, targets = minibatch
-        grads, aux = jax.grad(loss_fn, has_aux=True)(train_state.params, batch, carry, adv, targets)
-        return train_state.apply_gradients(grads=grads), aux
-
     def epoch(carry, _):
-        train_state, key, traj, start_carry, adv, targets = carry
+        train_state, key, traj, start_carry, adv, targets, learner_state = carry
+
+        def minibatch_step(train_state, minibatch):
+            batch, mb_carry, mb_adv, mb_targets = minibatch
+            grads, aux = jax.grad(loss_fn, has_aux=True)(
+                train_state.params, batch, mb_carry, mb_adv, mb_targets, learner_state
+            )
+            return train_state.apply_gradients(grads=grads), aux
+
         key, k_perm = jax.random.split(key)
         nmb = config.num_minibatches
         if config.minibatch_axis == "flat":
@@ -315,7 +328,7 @@ def make_train(
             t, a, r = jax.tree.map(split_t, (traj, adv, targets))
             minibatches = (t, jax.tree.map(split_c, start_carry), a, r)
         train_state, aux = jax.lax.scan(minibatch_step, train_state, minibatches)
-        return (train_state, key, traj, start_carry, adv, targets), aux
+        return (train_state, key, traj, start_carry, adv, targets, learner_state), aux
 
     def update_step(state: PPOState, _):
         start_carry = state.carry
@@ -326,8 +339,10 @@ def make_train(
             traj.terminated, traj.done, config.gamma, config.gae_lambda,
         )
         key, k_epochs = jax.random.split(state.key)
-        (train_state, _, _, _, _, _), aux = jax.lax.scan(
-            epoch, (state.train_state, k_epochs, traj, start_carry, adv, targets), None,
+        (train_state, *_), aux = jax.lax.scan(
+            epoch,
+            (state.train_state, k_epochs, traj, start_carry, adv, targets, state.learner_state),
+            None,
             config.update_epochs,
         )
         ep = traj.episode

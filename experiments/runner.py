@@ -286,7 +286,8 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
     summary.setdefault("seeds", config.seeds)
     summary["wall_time_s"] = wall
     summary["compile_time_s"] = compile_time
-    summary[f"{job.step_unit}_per_s"] = total_steps / max(run_time, 1e-9)
+    rate_key = "steps_per_s" if job.step_unit == "env_steps" else f"{job.step_unit}_per_s"
+    summary[rate_key] = total_steps / max(run_time, 1e-9)
     summary = {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in summary.items()}
     _write_json(os.path.join(run_dir, "summary.json"), summary)
     plotting.plot_curves(os.path.join(run_dir, "plots"), records, job.curves, job.step_unit, job.name)

@@ -35,7 +35,7 @@ def test_quick_run_writes_every_teacher(tmp_path):
     assert {"random/mastered_pct", "riac/mastered_pct", "riac_minus_random"} <= set(summary)
     for t in ["random", "riac"]:
         sub = json.load(open(tmp_path / t / "summary.json"))
-        assert {"mastered_pct", "mastered_pct_std", "env_steps_per_s"} <= set(sub)
+        assert {"mastered_pct", "mastered_pct_std", "steps_per_s"} <= set(sub)
         assert os.path.exists(tmp_path / t / "plots" / "task_distribution.png")
     assert os.path.exists(tmp_path / "plots" / "mastered_pct.png")
 

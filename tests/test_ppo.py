@@ -84,20 +84,40 @@ def test_random_teacher_mask_ignores_invalid_entries():
     assert int(state.episodes) == 2
 
 
-def test_extra_loss_is_added_to_the_objective():
+def test_extra_loss_reads_the_per_seed_learner_state():
+    """A continual learner's regulariser, ``strength * ||params - anchor||^2``, with its state per
+    seed: seed 0 is tied to its initial parameters, seed 1 has strength 0 and must train exactly
+    like the run without a regulariser."""
     env, params = gymnax.make("CartPole-v1")
     config = dataclasses.replace(SMALL, total_timesteps=8 * 64 * 2)
-    anchor = jax.jit(make_train(config, fixed_task_env(env, params)).init)(jax.random.PRNGKey(0))
-    anchor_params = anchor.train_state.params
-    strong_l2 = lambda p: 1e3 * sum(jnp.sum((a - b) ** 2) for a, b in zip(
-        jax.tree.leaves(p), jax.tree.leaves(anchor_params)))
-    free, m_free = jax.jit(make_train(config, fixed_task_env(env, params)).train)(jax.random.PRNGKey(0))
-    tied, m_tied = jax.jit(make_train(config, fixed_task_env(env, params), extra_loss=strong_l2).train)(
-        jax.random.PRNGKey(0))
-    dist = lambda s: sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(
-        jax.tree.leaves(s.train_state.params), jax.tree.leaves(anchor_params)))
-    assert float(m_tied["loss/extra"][-1]) > 0.0 and float(m_free["loss/extra"][-1]) == 0.0
-    assert dist(tied) < 0.5 * dist(free)
+    leaves = jax.tree.leaves
+
+    def l2(p, learner):
+        return learner["strength"] * sum(jnp.sum((a - b) ** 2) for a, b in zip(leaves(p), leaves(learner["anchor"])))
+
+    free = make_train(config, fixed_task_env(env, params))
+    tied = make_train(config, fixed_task_env(env, params), extra_loss=l2,
+                      learner_init=lambda p: {"anchor": p, "strength": jnp.float32(1e3)})
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    s_free, m_free = jax.jit(jax.vmap(free.train))(keys)
+    start = jax.jit(jax.vmap(tied.init))(keys)
+    start = start.replace(learner_state={**start.learner_state, "strength": jnp.array([1e3, 0.0])})
+    s_tied, m_tied = jax.jit(jax.vmap(lambda s: tied.train_chunk(s, config.num_updates)))(start)
+
+    def dist(a, b, seed):
+        return sum(float(jnp.sum((x[seed] - y[seed]) ** 2)) for x, y in zip(leaves(a), leaves(b)))
+
+    anchor = start.learner_state["anchor"]
+    assert float(m_tied["loss/extra"][0, -1]) > 0.0 and float(m_tied["loss/extra"][1, -1]) == 0.0
+    assert float(jnp.abs(m_free["loss/extra"]).max()) == 0.0
+    assert dist(s_tied.train_state.params, anchor, 0) < 0.5 * dist(s_free.train_state.params, anchor, 0)
+    assert dist(s_tied.train_state.params, s_free.train_state.params, 1) < 1e-10
+
+
+def test_learner_init_needs_extra_loss():
+    env, params = gymnax.make("CartPole-v1")
+    with pytest.raises(ValueError, match="learner_init without extra_loss"):
+        make_train(SMALL, fixed_task_env(env, params), learner_init=lambda p: p)
 
 
 def test_config_errors_before_compiling():

@@ -1,0 +1,50 @@
+"""A work-around for a deadlock of XLA's CPU runtime, applied when ``envs`` is first imported.
+
+With jaxlib 0.10.2 on a 2-core CPU, a compiled PPO update (vmapped seeds, nested ``lax.scan``) often
+never finishes: every XLA thread waits for work, the main thread waits in ``block_until_ready``, the
+process hangs for good. ``python -m benchmarks.cpu_deadlock`` (figures in benchmarks/RESULTS.md): with
+XLA's defaults 4 of 4 processes hung within their first 2 calls; with the concurrency-optimised
+scheduler turned off, 0 of 4 hung in 24 calls, each call about 4 % slower. Neither
+``--xla_cpu_multi_thread_eigen=false`` nor turning off XNNPACK / YNNPACK helps. The flag names an XLA
+*CPU* option and does nothing on a GPU.
+
+gymnax starts JAX's backend when it is imported, so this must run before ``import gymnax``: ``envs``,
+``experiments``, ``benchmarks`` and the tests' ``conftest.py`` apply it on import, and a warning says
+when it came too late.
+
+Set ``CURRICULAX_KEEP_XLA_FLAGS=1`` to leave ``XLA_FLAGS`` untouched; a scheduler setting already in
+``XLA_FLAGS`` is respected.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+SCHEDULER_OPTION = "xla_cpu_enable_concurrency_optimized_scheduler"
+FLAG = f"--{SCHEDULER_OPTION}=false"
+
+
+def apply_cpu_deadlock_workaround() -> bool:
+    """Add :data:`FLAG` to ``XLA_FLAGS`` unless the user opted out; returns whether it is in effect."""
+    if os.environ.get("CURRICULAX_KEEP_XLA_FLAGS"):
+        return False
+    flags = os.environ.get("XLA_FLAGS", "")
+    if SCHEDULER_OPTION in flags:
+        return FLAG in flags.split()
+    try:  # XLA reads XLA_FLAGS once, when the first backend starts
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        started = False
+    if started:
+        warnings.warn(
+            "curriculax: JAX started before `envs` was imported, so the XLA CPU deadlock work-around "
+            f"cannot take effect; import curriculax modules first or set XLA_FLAGS={FLAG}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
+    return True
