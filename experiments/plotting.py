@@ -66,16 +66,27 @@ def plot_task_maps(
     extent: tuple[float, float, float, float],
     axis_names: tuple[str, str],
 ) -> None:
-    """A row of 2-D histograms of sampled tasks (the paper's pictures of the curriculum over time)."""
+    """A row of 2-D histograms of sampled tasks (the paper's pictures of the curriculum over time).
+
+    Each panel shows the % of that chunk's episodes per cell, on one colour scale from 0 shared by all
+    panels, so a uniform teacher looks flat and a concentrating one stands out."""
     n = len(hists)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
-    for ax, h, label in zip(axes[0], hists, labels):
+    shares = []
+    for h in hists:
         h = np.asarray(h, np.float64)
-        ax.imshow(h.T, origin="lower", extent=extent, aspect="auto", cmap="viridis")
+        shares.append(100.0 * h / max(h.sum(), 1.0))
+    top = max(max(float(s.max()) for s in shares), 1e-9)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 2.8), squeeze=False, layout="constrained")
+    image = None
+    for ax, share, label in zip(axes[0], shares, labels):
+        image = ax.imshow(share.T, origin="lower", extent=extent, aspect="auto", cmap="viridis",
+                          vmin=0.0, vmax=top)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel(axis_names[0], fontsize=8)
         ax.set_ylabel(axis_names[1], fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
+    bar.set_label("% of episodes", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)
