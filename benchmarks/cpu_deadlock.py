@@ -36,7 +36,7 @@ for _ in range(int(sys.argv[1])):
 
 def one_process(workaround: bool, calls: int, timeout: float) -> tuple[bool, list[float]]:
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
+    env.pop("XLA_FLAGS", None)  # both arms start from XLA's defaults (this process added the flag)
     if workaround:
         env.pop("CURRICULAX_KEEP_XLA_FLAGS", None)
     else:
@@ -48,8 +48,9 @@ def one_process(workaround: bool, calls: int, timeout: float) -> tuple[bool, lis
         out, hung = proc.stdout, False
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
-    except subprocess.TimeoutExpired as e:
-        out, hung = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), True
+    except subprocess.TimeoutExpired as e:  # what the child printed before it hung
+        partial = e.stdout or ""
+        out, hung = (partial.decode() if isinstance(partial, bytes) else partial), True
     times = [float(line.split()[1]) for line in out.splitlines() if line.startswith("CALL")]
     return hung, times
 

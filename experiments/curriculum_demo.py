@@ -1,7 +1,8 @@
-"""PPO on the parameterised CartPole (pole half-length x failure angle limit, ``envs/cartpole_tasks.py``) with a teacher choosing each
-episode's task — the Random teacher by default — evaluated after every chunk on a fixed test set of
-50 tasks. ``summary.json`` reports ``mastered_pct`` (% of test tasks with score >= 0.9, mean over
-seeds) and ``mastered_pct_std``; ``plots/task_distribution.png`` shows the tasks handed out over time.
+"""PPO on the parameterised CartPole (pole half-length x failure angle limit,
+``envs/cartpole_tasks.py``) with a teacher choosing each episode's task — the Random teacher by
+default — evaluated after every chunk on a fixed test set of 50 tasks. ``summary.json`` reports
+``mastered_pct`` (% of test tasks with score >= 0.9, mean over seeds) and ``mastered_pct_std``;
+``plots/task_distribution.png`` shows the tasks handed out over time.
 
     python -m experiments.curriculum_demo --seeds 4 --teacher random
 """
