@@ -6,7 +6,8 @@ process hangs for good. ``python -m benchmarks.cpu_deadlock`` (figures in benchm
 XLA's defaults 4 of 4 processes hung within their first 2 calls; with the concurrency-optimised
 scheduler turned off, 0 of 4 hung in 24 calls, each call about 4 % slower. Neither
 ``--xla_cpu_multi_thread_eigen=false`` nor turning off XNNPACK / YNNPACK helps. The flag names an XLA
-*CPU* option and does nothing on a GPU.
+*CPU* option and does nothing on a GPU; the option exists in the jaxlib builds of the pinned range
+(checked in 0.10.0, 0.10.2 and 0.11.2), so XLA never rejects it as unknown.
 
 gymnax starts JAX's backend when it is imported, so this must run before ``import gymnax``: ``envs``,
 ``experiments``, ``benchmarks`` and the tests' ``conftest.py`` apply it on import, and a warning says
