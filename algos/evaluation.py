@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from algos.networks import Policy
+from algos.networks import Policy, policy_step
 from envs.task_env import TaskAutoReset, TaskEnv
 
 
@@ -48,11 +48,7 @@ def evaluate_tasks(
     def step(c, _):
         obs, state, carry, reset, finished, ret, key = c
         key, k_act, k_step = jax.random.split(key, 3)
-        if policy.recurrent:
-            carry, dist, _ = policy.apply(params, carry, obs[None], reset[None])
-            dist = jax.tree.map(lambda x: x[0], dist)
-        else:
-            carry, dist, _ = policy.apply(params, carry, obs, reset)
+        carry, dist, _ = policy_step(policy, params, carry, obs, reset, state.task)
         action = clip(dist.mode() if deterministic else dist.sample(k_act))
         obs, state, reward, term, trunc, _ = jax.vmap(env.step)(
             jax.random.split(k_step, m), state, action, tasks

@@ -1,24 +1,23 @@
 """Proximal Policy Optimisation (Schulman et al. 2017, arXiv:1707.06347), one implementation for
-every curriculax experiment, in PureJaxRL's ``make_train(config) -> train(key)`` shape.
+every curriculax experiment, in PureJaxRL's ``make_train(config) -> train(key)`` shape
+(``luchris429/purejaxrl``, ``purejaxrl/ppo.py``).
 
-Per update: a ``lax.scan`` of ``num_steps`` vectorised environment steps (a teacher's ``sample`` hands
-every environment the task for its next episode), GAE (``algos/gae.py``: bootstraps through truncation,
-stops at termination), then ``update_epochs`` passes over ``num_minibatches`` minibatches of
+Per update: the teacher hands out the tasks of the rollout (``sample`` once for every (step, env) slot:
+its state does not change inside a rollout), a ``lax.scan`` of ``num_steps`` vectorised environment
+steps (an episode that ends is reset with its slot's task), GAE (``algos/gae.py``: bootstraps through
+truncation, stops at termination), then ``update_epochs`` passes over ``num_minibatches`` minibatches
+of the continual learner's wrapped loss around :func:`ppo_loss`, with Adam (eps 1e-5) after
+global-norm clipping and the learning rate ``lr * schedule(update)`` (``algos/schedules.py``); then the
+teacher's ``update`` with the tasks, scores and done mask of the episodes that finished, and the
+extras ``initial_value`` (the critic's V at each episode's first observation) and
+``discounted_return``.
 
-    L = -E[min(rho A, clip(rho, 1-eps, 1+eps) A)] + c_v L_V - c_e H[pi] + extra_loss(params, learner_state),
-    rho = pi(a|s) / pi_old(a|s),  L_V = 0.5 E[max((V-R)^2, (V_clip-R)^2)]  (or unclipped),
-
-with Adam (eps 1e-5) after global-norm clipping and optional linear learning-rate annealing; then the
-teacher's ``update`` with the tasks, scores and done mask of the episodes that finished.
-
-``extra_loss`` is a continual learner's regulariser; its own state (anchors, Fisher diagonals, ...) lives
-per seed in ``PPOState.learner_state``, starts as ``learner_init(params)`` and is replaced between tasks
-(``state.replace(learner_state=learner.end_task(...))``) without recompiling.
-
-For long runs the same code is split into ``init(key)`` and ``train_chunk(state, num_updates)``;
-``train(key)`` is both in one call. Everything is pure: ``jax.jit(jax.vmap(train))`` runs many seeds.
-Recurrent policies (``Policy.recurrent``) keep the carry at the start of each rollout and use
-``minibatch_axis="envs"`` so that sequences stay whole per environment.
+The float hyperparameters (:class:`PPOHyperparams`: lr, clip, entropy and value coefficients, gamma,
+GAE lambda) live in the state, so ``jax.vmap(trainer.init)(keys, hparams)`` trains several settings in
+one jitted call. For long runs the same code is split into ``init(key)`` and ``train_chunk(state, n)``;
+``rollout(state)`` collects one rollout without learning (for a learner's consolidation).
+Recurrent policies keep the carry at the start of each rollout and replay whole per-environment
+sequences (``minibatch_axis`` "envs", chosen automatically).
 """
 
 from __future__ import annotations
@@ -36,14 +35,21 @@ from flax.training.train_state import TrainState
 from gymnax.environments import spaces
 
 from algos.gae import gae_advantages
-from algos.networks import Policy, mlp_policy
+from algos.learner import Learner, null_learner
+from algos.loops import masked_scan
+from algos.networks import Policy, mlp_policy, policy_step
+from algos.schedules import SCHEDULES, make_schedule
 from envs.task_env import EpisodeStats, TaskAutoReset, TaskEnv
 from teachers.base import Teacher
+from teachers.fixed import fixed_teacher
+
+# info keys TaskAutoReset adds; everything else in ``info`` is the environment's own
+CURRICULAX_INFO_KEYS = ("terminated", "truncated", "final_observation", "episode")
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters; defaults are PureJaxRL's CartPole-v1 settings."""
+    """PPO settings; defaults are PureJaxRL's CartPole-v1 settings."""
 
     num_envs: int = 4
     num_steps: int = 128
@@ -51,7 +57,8 @@ class PPOConfig:
     update_epochs: int = 4
     num_minibatches: int = 4
     lr: float = 2.5e-4
-    anneal_lr: bool = True
+    lr_schedule: str = "linear"
+    """learning-rate schedule over updates (algos.schedules: constant, linear, cosine)"""
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
@@ -61,8 +68,13 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
     hidden: tuple[int, ...] = (64, 64)
+    """MLP widths of the default policy (unused with a custom policy)"""
     activation: str = "tanh"
-    minibatch_axis: Literal["flat", "envs"] = "flat"
+    """activation of the default policy (unused with a custom policy)"""
+    minibatch_axis: Literal["auto", "flat", "envs"] = "auto"
+    """auto: flat (shuffle every step) for feed-forward policies, envs (whole sequences) for recurrent"""
+    context_in_obs: bool = False
+    """append the running episode's task vector to the observation (as SPDL's point mass does)"""
     task_hist_bins: int = 10
 
     @property
@@ -85,21 +97,59 @@ class PPOConfig:
                 f"PPOConfig.total_timesteps={self.total_timesteps} is less than one update of "
                 f"num_envs*num_steps={self.steps_per_update} steps"
             )
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"PPOConfig.lr must be a positive number, got {self.lr}")
+        for name in ["lr", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm"]:
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"PPOConfig.{name} must be a finite number, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"PPOConfig.lr must be > 0, got {self.lr}")
         for name in ["gamma", "gae_lambda"]:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PPOConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.clip_eps <= 0 or self.max_grad_norm <= 0:
             raise ValueError("PPOConfig.clip_eps and max_grad_norm must be > 0")
-        if self.minibatch_axis not in ("flat", "envs"):
-            raise ValueError(f"PPOConfig.minibatch_axis must be 'flat' or 'envs', got {self.minibatch_axis!r}")
-        rows = self.num_envs if self.minibatch_axis == "envs" else self.steps_per_update
-        if rows % self.num_minibatches:
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"PPOConfig.lr_schedule {self.lr_schedule!r} unknown; known: {sorted(SCHEDULES)}")
+        if self.minibatch_axis not in ("auto", "flat", "envs"):
             raise ValueError(
-                f"PPOConfig.num_minibatches={self.num_minibatches} must divide "
-                f"{'num_envs' if self.minibatch_axis == 'envs' else 'num_envs*num_steps'}={rows}"
+                f"PPOConfig.minibatch_axis must be 'auto', 'flat' or 'envs', got {self.minibatch_axis!r}"
             )
+
+    def resolved_minibatch_axis(self, recurrent: bool) -> str:
+        if self.minibatch_axis == "auto":
+            return "envs" if recurrent else "flat"
+        if recurrent and self.minibatch_axis != "envs":
+            raise ValueError("a recurrent policy needs PPOConfig.minibatch_axis='envs' (or 'auto')")
+        return self.minibatch_axis
+
+
+@struct.dataclass
+class PPOHyperparams:
+    """The float hyperparameters PPO reads as arrays, so that they can be vmapped."""
+
+    lr: jax.Array
+    clip_eps: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+
+    @classmethod
+    def from_config(cls, config: PPOConfig, **overrides: Any) -> PPOHyperparams:
+        """The config's values (or ``overrides``, e.g. ``lr=jnp.array([1e-4, 3e-4])``) as float32."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = set(overrides) - set(names)
+        if unknown:
+            raise ValueError(f"PPOHyperparams has no fields {sorted(unknown)}; known: {names}")
+        return cls(**{n: jnp.asarray(overrides.get(n, getattr(config, n)), jnp.float32) for n in names})
+
+
+@struct.dataclass
+class EpisodeExtras:
+    """Running per-environment statistics of the current episodes, for the teacher's extras."""
+
+    initial_value: jax.Array  # [num_envs] V at the episode's first observation
+    discounted_return: jax.Array  # [num_envs] sum of gamma^t r_t so far
+    discount: jax.Array  # [num_envs] gamma^t of the next reward
 
 
 @struct.dataclass
@@ -107,42 +157,124 @@ class PPOState:
     """Everything a run needs to continue: checkpoint this and training resumes exactly."""
 
     train_state: TrainState
+    hparams: PPOHyperparams
     env_state: Any
     obs: jax.Array
     last_done: jax.Array  # [num_envs] the current observation starts an episode
     carry: Any  # policy carry (recurrent policies); () for feed-forward
-    learner_state: Any  # what extra_loss reads besides params (a continual learner's); () if none
+    episode_extras: EpisodeExtras
+    learner_state: Any  # the continual learner's state; () for the null learner
+    task_id: jax.Array  # int32 index of the current task of a continual stream (the learner sees it)
     teacher_state: Any
     key: jax.Array
     update: jax.Array  # number of updates done
 
 
 class Transition(NamedTuple):
+    """One rollout step for every environment (a trajectory stacks them, time first)."""
+
     obs: jax.Array
-    reset: jax.Array
+    reset: jax.Array  # obs starts an episode
+    task: jax.Array  # task of the episode obs belongs to
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
     terminated: jax.Array
     done: jax.Array
-    final_obs: jax.Array
-    next_value: jax.Array  # V(final_obs); filled after the rollout for feed-forward policies
-    episode: EpisodeStats
+    final_obs: jax.Array  # the observation after this step in the same episode
+    carry: Any  # recurrent policies: the carry after reading obs (V(final_obs) starts from it)
+    episode: EpisodeStats  # rows with episode.done carry a finished episode
+    initial_value: jax.Array  # of the episode this step belongs to
+    discounted_return: jax.Array  # of that episode up to and including this step
+    info: dict  # the environment's own info keys
+
+
+class PPOBatch(NamedTuple):
+    """What :func:`ppo_loss` reads: a minibatch of steps with their advantages and value targets.
+
+    ``carry`` is the policy carry at the start of each sequence (recurrent; ``()`` otherwise).
+    """
+
+    obs: jax.Array
+    reset: jax.Array
+    task: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantages: jax.Array
+    targets: jax.Array
+    carry: Any
+
+
+def ppo_loss(
+    params: Any,
+    batch: PPOBatch,
+    key: jax.Array,
+    *,
+    apply: Callable,
+    hparams: PPOHyperparams,
+    clip_value: bool = True,
+    normalize_advantages: bool = True,
+) -> tuple[jax.Array, dict]:
+    """The PPO loss of one minibatch and its diagnostics.
+
+        rho   = exp(log pi(a|s) - log pi_old(a|s)),   A normalised to mean 0, std 1 (optional)
+        L_pi  = -mean(min(rho A, clip(rho, 1 - eps, 1 + eps) A))
+        L_V   = 0.5 mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))  (or unclipped)
+        L     = L_pi + c_v L_V - c_e mean(H[pi])
+
+    ``apply(params, carry, obs, reset, task) -> (carry, dist, value)`` is the policy; ``key`` is unused
+    (PPO's loss is deterministic) but part of the task-loss signature of ``algos/learner.py``.
+    """
+    del key
+    _, dist, value = apply(params, batch.carry, batch.obs, batch.reset, batch.task)
+    log_prob = dist.log_prob(batch.action)
+    advantages = batch.advantages
+    if normalize_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    ratio = jnp.exp(log_prob - batch.log_prob)
+    eps = hparams.clip_eps
+    actor_loss = -jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * advantages).mean()
+    if clip_value:
+        v_clipped = batch.value + jnp.clip(value - batch.value, -eps, eps)
+        value_loss = 0.5 * jnp.maximum((value - batch.targets) ** 2, (v_clipped - batch.targets) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((value - batch.targets) ** 2).mean()
+    entropy = dist.entropy().mean()
+    total = actor_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+    aux = {
+        "loss/actor": actor_loss,
+        "loss/value": value_loss,
+        "loss/entropy": entropy,
+        "loss/approx_kl": ((ratio - 1.0) - jnp.log(ratio)).mean(),
+        "loss/clip_frac": (jnp.abs(ratio - 1.0) > eps).mean(),
+    }
+    return total, aux
 
 
 class Trainer(NamedTuple):
-    """What :func:`make_train` returns. ``init``/``train_chunk``/``train`` are pure, per seed."""
+    """What :func:`make_train` returns. Every function is pure and per seed.
 
-    init: Callable[[jax.Array], PPOState]
+    ``init(key, hparams=None) -> state``; ``rollout(state) -> (state, trajectory)`` (one rollout, no
+    learning, the teacher not updated); ``train_chunk(state, num_updates, active=None) -> (state,
+    metrics)`` (metrics with a leading axis of ``num_updates``; with a traced ``active`` only the
+    first ``active`` updates run); ``train(key) -> (state, metrics)`` (the whole run).
+    """
+
+    init: Callable[..., PPOState]
+    rollout: Callable[[PPOState], tuple[PPOState, Transition]]
     train_chunk: Callable[..., tuple[PPOState, dict]]
     train: Callable[[jax.Array], tuple[PPOState, dict]]
     config: PPOConfig
     policy: Policy
     task_env: TaskEnv
+    teacher: Teacher
+    learner: Learner
 
 
-def _action_spec(task_env: TaskEnv) -> tuple[int, bool, Any, Any]:
+def action_spec(task_env: TaskEnv) -> tuple[int, bool, Any, Any]:
+    """``(action_dim, discrete, low, high)`` of the task environment's action space."""
     space = task_env.action_space()
     if isinstance(space, spaces.Discrete):
         return int(space.n), True, None, None
@@ -168,189 +300,173 @@ def make_train(
     task_env: TaskEnv,
     teacher: Teacher | None = None,
     policy: Policy | None = None,
-    extra_loss: Callable[[Any, Any], jax.Array] | None = None,
-    learner_init: Callable[[Any], Any] | None = None,
+    learner: Learner | None = None,
 ) -> Trainer:
-    """Build PPO for ``task_env``; ``teacher`` (optional) chooses each episode's task.
+    """Build PPO for ``task_env``.
 
-    Without a teacher every episode runs ``task_env.default_task``. ``extra_loss(params,
-    learner_state)`` is added to the PPO loss (a continual learner's regulariser); ``learner_state``
-    starts as ``learner_init(initial_params)`` (``()`` without ``learner_init``).
+    ``teacher`` chooses each episode's task (default: every episode runs ``task_env.default_task``);
+    ``policy`` replaces the default MLP (``algos/networks.py``); ``learner`` wraps the PPO loss
+    (``algos/learner.py``; default: the null learner).
     """
-    if learner_init is not None and extra_loss is None:
-        raise ValueError("learner_init without extra_loss: nothing would read the learner state")
     config.validate()
     if teacher is not None and teacher.task_space != task_env.task_space:
         raise ValueError(
             f"teacher {teacher.name!r} and environment {task_env.name!r} use different task spaces"
         )
-    action_dim, discrete, act_low, act_high = _action_spec(task_env)
+    if config.context_in_obs:
+        from envs.wrappers import with_context_in_obs
+
+        task_env = with_context_in_obs(task_env)
+    teacher = teacher or fixed_teacher(task_env.task_space, task_env.default_task)
+    learner = learner or null_learner()
+    action_dim, discrete, act_low, act_high = action_spec(task_env)
     if policy is None:
         policy = mlp_policy(action_dim, discrete, config.hidden, config.activation)
-    if policy.recurrent and config.minibatch_axis != "envs":
-        raise ValueError("a recurrent policy needs PPOConfig.minibatch_axis='envs'")
+    minibatch_axis = config.resolved_minibatch_axis(policy.recurrent)
+    num_envs, num_steps, nmb = config.num_envs, config.num_steps, config.num_minibatches
+    rows = num_envs if minibatch_axis == "envs" else num_envs * num_steps
+    if rows % nmb:
+        raise ValueError(
+            f"PPOConfig.num_minibatches={nmb} must divide "
+            f"{'num_envs' if minibatch_axis == 'envs' else 'num_envs*num_steps'}={rows}"
+        )
     env = TaskAutoReset(task_env)
-    num_envs, num_steps = config.num_envs, config.num_steps
-    default_task = jnp.asarray(task_env.default_task, jnp.float32)
+    schedule = make_schedule(config.lr_schedule, config.num_updates)
+    steps_per_update = config.num_minibatches * config.update_epochs
+    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
 
-    def learning_rate(count):
-        if not config.anneal_lr:
-            return config.lr
-        per_update = config.num_minibatches * config.update_epochs
-        return config.lr * (1.0 - (count // per_update) / config.num_updates)
-
-    tx = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(learning_rate, eps=1e-5),
-    )
-
-    def draw_tasks(teacher_state, key):
-        if teacher is None:
-            return teacher_state, jnp.broadcast_to(default_task, (num_envs, default_task.shape[0]))
-        return teacher.sample(teacher_state, key, num_envs)
-
-    def init(key: jax.Array) -> PPOState:
-        key, k_net, k_teacher, k_task, k_reset = jax.random.split(key, 5)
-        teacher_state = teacher.init(k_teacher) if teacher is not None else ()
-        teacher_state, tasks = draw_tasks(teacher_state, k_task)
+    def init(key: jax.Array, hparams: PPOHyperparams | None = None) -> PPOState:
+        hparams = PPOHyperparams.from_config(config) if hparams is None else hparams
+        key, k_net, k_teacher, k_task, k_reset, k_learner = jax.random.split(key, 6)
+        teacher_state = teacher.init(k_teacher)
+        teacher_state, tasks = teacher.sample(teacher_state, k_task, num_envs)
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), tasks)
-        params = policy.init(k_net, obs[:1])
-        train_state = TrainState.create(apply_fn=policy.apply, params=params, tx=tx)
+        params = policy.init(k_net, obs[:1], tasks[:1])
+        zeros = jnp.zeros((num_envs,), jnp.float32)
         return PPOState(
-            train_state=train_state,
+            train_state=TrainState.create(apply_fn=policy.apply, params=params, tx=tx),
+            hparams=hparams,
             env_state=env_state,
             obs=obs,
             last_done=jnp.ones((num_envs,), bool),
             carry=policy.initial_carry(num_envs),
-            learner_state=learner_init(params) if learner_init is not None else (),
+            episode_extras=EpisodeExtras(zeros, zeros, jnp.ones_like(zeros)),
+            learner_state=learner.init(k_learner, params, obs[:1]),
+            task_id=jnp.zeros((), jnp.int32),
             teacher_state=teacher_state,
             key=key,
             update=jnp.zeros((), jnp.int32),
         )
 
-    def env_step(state: PPOState, _):
-        key, k_act, k_task, k_step = jax.random.split(state.key, 4)
-        params = state.train_state.params
-        carry, dist, value = apply_one_step(params, state.carry, state.obs, state.last_done)
+    def env_step(state: PPOState, next_tasks: jax.Array):
+        key, k_act, k_step = jax.random.split(state.key, 3)
+        params, hp = state.train_state.params, state.hparams
+        reset, task = state.last_done, state.env_state.task
+        carry, dist, value = policy_step(policy, params, state.carry, state.obs, reset, task)
         action = dist.sample(k_act)
         log_prob = dist.log_prob(action)
         env_action = action if discrete else jnp.clip(action, act_low, act_high)
-        teacher_state, next_tasks = draw_tasks(state.teacher_state, k_task)
         obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step)(
             jax.random.split(k_step, num_envs), state.env_state, env_action, next_tasks
         )
         done = jnp.logical_or(terminated, truncated)
-        if policy.recurrent:  # V(final_obs) needs the carry before the reset: compute it here
-            _, _, next_value = apply_one_step(
-                params, carry, info["final_observation"], jnp.zeros_like(done)
-            )
-        else:  # feed-forward: computed after the rollout in one batched call
-            next_value = jnp.zeros_like(value)
+        acc = state.episode_extras
+        initial_value = jnp.where(reset, value, acc.initial_value)
+        discount = jnp.where(reset, 1.0, acc.discount)
+        discounted_return = jnp.where(reset, 0.0, acc.discounted_return) + discount * reward
         transition = Transition(
-            obs=state.obs, reset=state.last_done, action=action, log_prob=log_prob, value=value,
-            reward=reward, terminated=terminated, done=done,
-            final_obs=info["final_observation"], next_value=next_value, episode=info["episode"],
+            obs=state.obs, reset=reset, task=task, action=action, log_prob=log_prob, value=value,
+            reward=reward, terminated=terminated, done=done, final_obs=info["final_observation"],
+            carry=carry, episode=info["episode"], initial_value=initial_value,
+            discounted_return=discounted_return,
+            info={k: v for k, v in info.items() if k not in CURRICULAX_INFO_KEYS},
         )
         state = state.replace(
-            env_state=env_state, obs=obs, last_done=done, carry=carry,
-            teacher_state=teacher_state, key=key,
+            env_state=env_state, obs=obs, last_done=done, carry=carry, key=key,
+            episode_extras=EpisodeExtras(initial_value, discounted_return, discount * hp.gamma),
         )
         return state, transition
 
-    def apply_one_step(params, carry, obs, reset):
-        """One environment step of the policy; recurrent policies take ``[T=1, B, ...]`` inputs."""
-        if not policy.recurrent:
-            return policy.apply(params, carry, obs, reset)
-        carry, dist, value = policy.apply(params, carry, obs[None], reset[None])
-        return carry, jax.tree.map(lambda x: x[0], dist), value[0]
+    def rollout(state: PPOState) -> tuple[PPOState, Transition]:
+        """``num_steps`` steps of every environment; the teacher hands out one task per slot."""
+        key, k_tasks = jax.random.split(state.key)
+        teacher_state, tasks = teacher.sample(state.teacher_state, k_tasks, num_steps * num_envs)
+        tasks = tasks.reshape(num_steps, num_envs, -1)
+        state = state.replace(teacher_state=teacher_state, key=key)
+        return jax.lax.scan(env_step, state, tasks)
 
-    def next_values(params, traj: Transition):
-        """V of the observation following each step in its episode (``final_observation``)."""
-        if policy.recurrent:
-            return traj.next_value
-        _, _, v = policy.apply(params, (), traj.final_obs, traj.done)
-        return v
+    def next_values(params, traj: Transition) -> jax.Array:
+        """V of the observation following each step in its episode, in one batched call: from the
+        carry after that step (recurrent), without a reset, with the step's task."""
+        flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])
+        carry = jax.tree.map(flat, traj.carry)
+        reset = jnp.zeros((num_steps * num_envs,), bool)
+        _, _, v = policy_step(policy, params, carry, flat(traj.final_obs), reset, flat(traj.task))
+        return v.reshape(num_steps, num_envs)
 
-    def loss_fn(params, batch: Transition, carry, advantages, targets, learner_state):
-        _, dist, value = policy.apply(params, carry, batch.obs, batch.reset)
-        log_prob = dist.log_prob(batch.action)
-        if config.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        ratio = jnp.exp(log_prob - batch.log_prob)
-        pg1 = ratio * advantages
-        pg2 = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps) * advantages
-        actor_loss = -jnp.minimum(pg1, pg2).mean()
-        if config.clip_value:
-            v_clipped = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
-            value_loss = 0.5 * jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2).mean()
-        else:
-            value_loss = 0.5 * ((value - targets) ** 2).mean()
-        entropy = dist.entropy().mean()
-        total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-        extra = extra_loss(params, learner_state) if extra_loss is not None else jnp.zeros(())
-        total = total + extra
-        aux = {
-            "loss/actor": actor_loss,
-            "loss/value": value_loss,
-            "loss/entropy": entropy,
-            "loss/extra": extra,
-            "loss/approx_kl": ((ratio - 1.0) - jnp.log(ratio)).mean(),
-            "loss/clip_frac": (jnp.abs(ratio - 1.0) > config.clip_eps).mean(),
-        }
-        return total, aux
-
-    def epoch(carry, _):
-        train_state, key, traj, start_carry, adv, targets, learner_state = carry
-
-        def minibatch_step(train_state, minibatch):
-            batch, mb_carry, mb_adv, mb_targets = minibatch
-            grads, aux = jax.grad(loss_fn, has_aux=True)(
-                train_state.params, batch, mb_carry, mb_adv, mb_targets, learner_state
-            )
-            return train_state.apply_gradients(grads=grads), aux
-
-        key, k_perm = jax.random.split(key)
-        nmb = config.num_minibatches
-        if config.minibatch_axis == "flat":
-            perm = jax.random.permutation(k_perm, num_envs * num_steps)
+    def minibatches(key, traj: Transition, start_carry, adv, targets) -> PPOBatch:
+        """The rollout cut into ``num_minibatches`` batches along a leading axis."""
+        batch = PPOBatch(traj.obs, traj.reset, traj.task, traj.action, traj.log_prob, traj.value,
+                         adv, targets, ())
+        if minibatch_axis == "flat":
+            perm = jax.random.permutation(key, num_envs * num_steps)
             split = lambda x: x.reshape((num_envs * num_steps,) + x.shape[2:])[perm].reshape(
                 (nmb, -1) + x.shape[2:]
             )
-            minibatches = jax.tree.map(split, (traj, adv, targets))
-            mb_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (nmb,) + jnp.shape(c)), start_carry)
-            minibatches = (minibatches[0], mb_carry, minibatches[1], minibatches[2])
-        else:
-            perm = jax.random.permutation(k_perm, num_envs)
-            split_t = lambda x: jnp.swapaxes(
-                x[:, perm].reshape((num_steps, nmb, -1) + x.shape[2:]), 0, 1
+            return jax.tree.map(split, batch)
+        perm = jax.random.permutation(key, num_envs)
+        split_t = lambda x: jnp.swapaxes(x[:, perm].reshape((num_steps, nmb, -1) + x.shape[2:]), 0, 1)
+        split_c = lambda c: c[perm].reshape((nmb, -1) + c.shape[1:])
+        return jax.tree.map(split_t, batch)._replace(carry=jax.tree.map(split_c, start_carry))
+
+    def learn(state: PPOState, traj: Transition, start_carry) -> tuple[TrainState, dict]:
+        """``update_epochs`` passes of minibatch steps on the learner's wrapped PPO loss."""
+        hp = state.hparams
+        task_loss = lambda params, batch, key: ppo_loss(
+            params, batch, key, apply=policy.apply, hparams=hp, clip_value=config.clip_value,
+            normalize_advantages=config.normalize_advantages,
+        )
+        loss = learner.loss(task_loss)
+        grad_fn = jax.grad(
+            lambda params, batch, key: loss(params, state.learner_state, batch, state.task_id, key),
+            has_aux=True,
+        )
+        adv, targets = gae_advantages(
+            traj.reward, traj.value, next_values(state.train_state.params, traj),
+            traj.terminated, traj.done, hp.gamma, hp.gae_lambda,
+        )
+
+        def minibatch_step(train_state: TrainState, inputs):
+            batch, key = inputs
+            grads, aux = grad_fn(train_state.params, batch, key)
+            updates, opt_state = tx.update(grads, train_state.opt_state, train_state.params)
+            lr = hp.lr * schedule(train_state.step // steps_per_update)
+            updates = jax.tree.map(lambda u: -lr * u, updates)
+            train_state = train_state.replace(
+                step=train_state.step + 1, params=optax.apply_updates(train_state.params, updates),
+                opt_state=opt_state,
             )
-            split_c = lambda c: c[perm].reshape((nmb, -1) + c.shape[1:])
-            t, a, r = jax.tree.map(split_t, (traj, adv, targets))
-            minibatches = (t, jax.tree.map(split_c, start_carry), a, r)
-        train_state, aux = jax.lax.scan(minibatch_step, train_state, minibatches)
-        return (train_state, key, traj, start_carry, adv, targets, learner_state), aux
+            return train_state, aux
+
+        def epoch(train_state, key):
+            k_perm, k_loss = jax.random.split(key)
+            batches = minibatches(k_perm, traj, start_carry, adv, targets)
+            return jax.lax.scan(minibatch_step, train_state, (batches, jax.random.split(k_loss, nmb)))
+
+        key = jax.random.fold_in(state.key, 1)
+        return jax.lax.scan(epoch, state.train_state, jax.random.split(key, config.update_epochs))
 
     def update_step(state: PPOState, _):
         start_carry = state.carry
-        state, traj = jax.lax.scan(env_step, state, None, num_steps)
-        params = state.train_state.params
-        adv, targets = gae_advantages(
-            traj.reward, traj.value, next_values(params, traj),
-            traj.terminated, traj.done, config.gamma, config.gae_lambda,
-        )
-        key, k_epochs = jax.random.split(state.key)
-        (train_state, *_), aux = jax.lax.scan(
-            epoch,
-            (state.train_state, k_epochs, traj, start_carry, adv, targets, state.learner_state),
-            None,
-            config.update_epochs,
-        )
-        ep = traj.episode
+        state, traj = rollout(state)
+        train_state, aux = learn(state, traj, start_carry)
         flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])
-        ep_tasks, ep_scores, ep_done = flat(ep.task), flat(ep.score), flat(ep.done)
-        teacher_state = state.teacher_state
-        if teacher is not None:
-            teacher_state = teacher.update(teacher_state, ep_tasks, ep_scores, ep_done)
+        ep = traj.episode
+        ep_tasks, ep_done = flat(ep.task), flat(ep.done)
+        teacher_state = teacher.update(
+            state.teacher_state, ep_tasks, flat(ep.score), ep_done,
+            initial_value=flat(traj.initial_value), discounted_return=flat(traj.discounted_return),
+        )
         done_f = ep.done.astype(jnp.float32)
         metrics = {
             "episodes": done_f.sum(),
@@ -360,16 +476,19 @@ def make_train(
             "task_hist": task_histogram(ep_tasks, ep_done, task_env, config.task_hist_bins),
             **jax.tree.map(jnp.mean, aux),
         }
+        key, _ = jax.random.split(state.key)
         state = state.replace(
             train_state=train_state, teacher_state=teacher_state, key=key, update=state.update + 1
         )
         return state, metrics
 
-    def train_chunk(state: PPOState, num_updates: int) -> tuple[PPOState, dict]:
-        """Run ``num_updates`` PPO updates; metrics have a leading axis of that length."""
-        return jax.lax.scan(update_step, state, None, num_updates)
+    def train_chunk(
+        state: PPOState, num_updates: int, active: jax.Array | None = None
+    ) -> tuple[PPOState, dict]:
+        """``num_updates`` PPO updates (only the first ``active`` when given, see ``algos/loops.py``)."""
+        return masked_scan(update_step, state, num_updates, active)
 
     def train(key: jax.Array) -> tuple[PPOState, dict]:
         return train_chunk(init(key), config.num_updates)
 
-    return Trainer(init, train_chunk, train, config, policy, task_env)
+    return Trainer(init, rollout, train_chunk, train, config, policy, task_env, teacher, learner)

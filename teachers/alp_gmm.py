@@ -227,7 +227,7 @@ def alp_gmm(task_space: TaskSpace, config: ALPGMMConfig = ALPGMMConfig()) -> Tea
             fit_seed=jax.random.bits(key, (), jnp.uint32),
         )
 
-    def update(state: ALPGMMState, tasks, scores, mask) -> ALPGMMState:
+    def update(state: ALPGMMState, tasks, scores, mask, **extras) -> ALPGMMState:
         mask = jnp.asarray(mask, bool)
         units = to_units(jnp.asarray(tasks, jnp.float32))
         scores = jnp.asarray(scores, jnp.float32)

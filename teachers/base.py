@@ -2,7 +2,8 @@
 
     state = teacher.init(key)
     state, tasks = teacher.sample(state, key, n)          # tasks: [n, dim] float32
-    state = teacher.update(state, tasks, scores, mask)    # tasks [n, dim], scores [n], mask [n] bool
+    state = teacher.update(state, tasks, scores, mask, **extras)
+                                  # tasks [n, dim], scores [n], mask [n] bool, extras: name -> [n]
 
 * ``scores`` are episodic performance, normalised to [0, 1] where the task environment knows a range.
 * ``mask`` marks which rows are real finished episodes. Rows with ``mask == False`` must change
@@ -11,6 +12,10 @@
 * ``sample`` must not assume that every task it returns is used (a vectorised rollout draws a task for
   every environment each step and keeps only those of environments whose episode ended); per-episode
   bookkeeping belongs in ``update``.
+* ``extras`` carry what the learner knows about each finished episode, in the manner of optax's
+  extra-args transforms: PPO passes ``initial_value`` (the critic's V at the episode's first
+  observation) and ``discounted_return`` (sum of gamma^t r_t over the episode), each ``[n]``. A
+  teacher that needs none accepts ``**extras`` and ignores them.
 * ``n`` is static (a Python int). All functions are jittable and vmappable over seeds.
 """
 
@@ -32,7 +37,7 @@ class Teacher(NamedTuple):
 
     init: Callable[[jax.Array], TeacherState]
     sample: Callable[[TeacherState, jax.Array, int], tuple[TeacherState, jax.Array]]
-    update: Callable[[TeacherState, jax.Array, jax.Array, jax.Array], TeacherState]
+    update: Callable[..., TeacherState]  # (state, tasks, scores, mask, **extras) -> state
     task_space: TaskSpace
     name: str = "teacher"
 

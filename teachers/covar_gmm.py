@@ -120,7 +120,7 @@ def covar_gmm(task_space: TaskSpace, config: CovarGMMConfig = CovarGMMConfig()) 
             fit_seed=jax.random.bits(key, (), jnp.uint32),
         )
 
-    def update(state: CovarGMMState, tasks, scores, mask) -> CovarGMMState:
+    def update(state: CovarGMMState, tasks, scores, mask, **extras) -> CovarGMMState:
         mask = jnp.asarray(mask, bool)
         units = to_units(jnp.asarray(tasks, jnp.float32))
         scores = jnp.asarray(scores, jnp.float32)

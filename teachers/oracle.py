@@ -162,7 +162,7 @@ def oracle(task_space: TaskSpace, config: OracleConfig = OracleConfig()) -> Teac
         tasks = lower + u * (upper - lower)
         return state, task_space.clip(tasks)
 
-    def update(state: OracleState, tasks, scores, mask) -> OracleState:
+    def update(state: OracleState, tasks, scores, mask, **extras) -> OracleState:
         del tasks
         mask = jnp.asarray(mask, bool)
         scores = jnp.asarray(scores, jnp.float32)

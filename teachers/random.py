@@ -27,7 +27,7 @@ def random_teacher(task_space: TaskSpace) -> Teacher:
     def sample(state: RandomState, key: jax.Array, n: int) -> tuple[RandomState, jax.Array]:
         return state, task_space.sample_uniform(key, n)
 
-    def update(state: RandomState, tasks, scores, mask) -> RandomState:
+    def update(state: RandomState, tasks, scores, mask, **extras) -> RandomState:
         del tasks, scores
         return state.replace(episodes=state.episodes + mask.sum().astype(jax.numpy.int32))
 

@@ -437,7 +437,9 @@ def riac(task_space: TaskSpace, config: RIACConfig = RIACConfig()) -> Teacher:
         new_alp = _alp_from_rank(state.rewards, member, rank, state.count, window)
         return state.replace(alp=jnp.where(into, new_alp, state.alp))
 
-    def update(state: RIACState, tasks: jax.Array, scores: jax.Array, mask: jax.Array) -> RIACState:
+    def update(
+        state: RIACState, tasks: jax.Array, scores: jax.Array, mask: jax.Array, **extras
+    ) -> RIACState:
         tasks = jnp.asarray(tasks, jnp.float32).reshape(-1, d)
         scores = jnp.asarray(scores, jnp.float32).reshape(-1)
         order, n_valid = compact_valid_first(jnp.asarray(mask, bool).reshape(-1))

@@ -93,3 +93,47 @@ def cue_recall_env(delay: int = 3) -> TaskEnv:
 def target_reach_env() -> TaskEnv:
     env = TargetReach()
     return fixed_task_env(env, env.default_params)
+
+
+@struct.dataclass
+class BanditParams(environment.EnvParams):
+    arm: jnp.ndarray = 0  # the paying action: the task id
+    max_steps_in_episode: int = 10
+
+
+class TaskBandit(environment.Environment):
+    """One-step episodes, a constant observation; action ``params.arm`` pays 1, the other 0. Only a
+    policy that sees the task can reach return 1; a task-blind one gets 0.5 on two equally likely tasks."""
+
+    @property
+    def default_params(self):
+        return BanditParams()
+
+    def step_env(self, key, state, action, params):
+        reward = jnp.where(action == params.arm, 1.0, 0.0).astype(jnp.float32)
+        return self.get_obs(state), state.replace(time=state.time + 1), reward, jnp.bool_(True), {}
+
+    def reset_env(self, key, params):
+        return self.get_obs(None), environment.EnvState(time=0)
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.ones((1,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
+
+
+def task_bandit_env() -> TaskEnv:
+    from envs.task_space import TaskSpace
+
+    return TaskEnv(
+        env=TaskBandit(),
+        task_space=TaskSpace.discrete(2, "arm"),
+        params_for=lambda task: BanditParams(arm=task[0].astype(jnp.int32)),
+        default_task=(0.0,),
+        return_range=(0.0, 1.0),
+        name="task_bandit",
+    )
