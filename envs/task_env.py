@@ -5,12 +5,16 @@ mapping and how an episodic return becomes a score in [0, 1]. :class:`TaskAutoRe
 environment and, when an episode ends, resets it *with the next task the teacher handed to that
 environment* (the bug minimax #6 fixed: an auto-reset must not fall back to default parameters), and
 reports per-episode statistics (task, return, length, score, done mask) out of the jitted rollout.
+
+Wrapped environments (observation flattening, previous action and reward in the observation, the task
+in the observation) are the gymnax-level wrappers of :mod:`envs.wrappers`; :meth:`TaskEnv.wrap` applies
+them to a task environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -19,13 +23,40 @@ from flax import struct
 
 from envs.task_space import TaskSpace
 
+STEP_ENV_METHODS = ("step_env", "reset_env", "is_truncated")
+
+
+def check_step_env(env: Any, owner: str) -> None:
+    """Raise ``TypeError`` unless ``env``'s class defines ``step_env``, ``reset_env``, ``is_truncated``.
+
+    gymnax's ``GymnaxWrapper`` subclasses (``gymnax.wrappers.purerl``) define only ``reset`` / ``step``
+    and forward other attributes to the unwrapped environment, so their ``step_env`` would silently
+    skip the wrapper: they are refused here (looked up on the class, not the instance).
+    """
+    missing = [m for m in STEP_ENV_METHODS if not callable(getattr(type(env), m, None))]
+    if not missing:
+        return
+    forwarded = [m for m in missing if callable(getattr(env, m, None))]
+    why = (
+        f" ({', '.join(forwarded)} would be forwarded to the environment inside it, skipping the "
+        "wrapper)" if forwarded else ""
+    )
+    raise TypeError(
+        f"{owner}: {type(env).__name__} defines no {', '.join(missing)} of its own{why}. curriculax resets "
+        "each episode with the teacher's next task, so it needs the gymnax 1.0 Environment methods below "
+        "the auto-resetting step(). Wrap the bare environment with the wrappers of envs/wrappers.py "
+        "(FlattenObservation, ObservePreviousActionReward, with_context_in_obs), or adapt a wrapper that "
+        "only has reset()/step() with envs.wrappers.GymnaxWrapperAdapter(env)."
+    )
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TaskEnv:
     """A gymnax environment whose parameters are chosen by a task vector.
 
     Attributes:
-      env: a gymnax 1.0 ``Environment`` (``step_env``, ``reset_env``, ``is_truncated``).
+      env: a gymnax 1.0 ``Environment`` (``step_env``, ``reset_env``, ``is_truncated``), possibly
+        wrapped by :mod:`envs.wrappers`.
       task_space: the tasks a teacher may propose.
       params_for: pure, vmappable ``task[dim] -> EnvParams``.
       default_task: the task that reproduces the unparameterised environment.
@@ -44,6 +75,7 @@ class TaskEnv:
     name: str = "task_env"
 
     def __post_init__(self) -> None:
+        check_step_env(self.env, f"TaskEnv {self.name!r}")
         self.task_space.validate(self.default_task, what=f"{self.name}.default_task")
         if self.return_range is not None and not self.return_range[0] < self.return_range[1]:
             raise ValueError(f"{self.name}: return_range must be (low, high) with low < high")
@@ -55,12 +87,30 @@ class TaskEnv:
         lo, hi = self.return_range
         return jnp.clip((episodic_return - lo) / (hi - lo), 0.0, 1.0)
 
+    def default_task_params(self) -> Any:
+        """``params_for(default_task)``."""
+        return self.params_for(jnp.asarray(self.default_task, jnp.float32))
+
     def observation_shape(self) -> tuple[int, ...]:
-        params = self.params_for(jnp.asarray(self.default_task, jnp.float32))
-        return tuple(self.env.observation_space(params).shape)
+        return tuple(self.observation_space().shape)
+
+    def observation_space(self):
+        """The environment's observation space under the default task's params."""
+        return self.env.observation_space(self.default_task_params())
 
     def action_space(self):
-        return self.env.action_space(self.params_for(jnp.asarray(self.default_task, jnp.float32)))
+        return self.env.action_space(self.default_task_params())
+
+    def wrap(self, *wrappers: Callable[[Any], Any]) -> TaskEnv:
+        """This task environment with ``env`` wrapped: ``wrap(A, B)`` steps ``B(A(env))``.
+
+        Each wrapper is a factory ``env -> env`` that passes params through (the wrappers of
+        :mod:`envs.wrappers`), so ``params_for`` and everything else stay as they are.
+        """
+        env = self.env
+        for wrapper in wrappers:
+            env = wrapper(env)
+        return dataclasses.replace(self, env=env)
 
 
 def fixed_task_env(env: Any, params: Any = None, name: str | None = None) -> TaskEnv:
@@ -98,8 +148,11 @@ class EpisodeStats:
 class TaskAutoReset:
     """Steps a :class:`TaskEnv`; on ``terminated | truncated`` resets with ``next_task``.
 
-    ``step`` returns the gymnax 1.0 six values, with ``info["final_observation"]`` (the observation
-    before the reset) and ``info["episode"]`` (:class:`EpisodeStats` for the episode that just ended).
+    ``step`` returns the gymnax 1.0 six values. ``info`` is the environment's own info of the step
+    (from ``step_env``; an episode that ends has no info of its reset) merged with curriculax's keys:
+    ``terminated``, ``truncated``, ``final_observation`` (the observation before the reset) and
+    ``episode`` (:class:`EpisodeStats` for the episode that just ended). The environment's keys come
+    first; on a name clash curriculax's key wins.
     """
 
     task_env: TaskEnv
@@ -115,9 +168,12 @@ class TaskAutoReset:
         env = self.task_env.env
         key_step, key_reset = jax.random.split(key)
         params = self.task_env.params_for(state.task)
-        obs_st, env_state_st, reward, terminated, _ = env.step_env(
+        obs_st, env_state_st, reward, terminated, env_info = env.step_env(
             key_step, state.env_state, action, params
         )
+        if not isinstance(env_info, Mapping):
+            raise TypeError(f"{type(env).__name__}.step_env returned info of type "
+                            f"{type(env_info).__name__}; a dict is needed")
         truncated = jnp.logical_and(env.is_truncated(env_state_st, params), ~terminated)
         done = jnp.logical_or(terminated, truncated)
         reward = reward.astype(jnp.float32)
@@ -143,6 +199,7 @@ class TaskAutoReset:
             episode_length=jnp.where(done, 0, episode_length),
         )
         info = {
+            **env_info,
             "terminated": terminated,
             "truncated": truncated,
             "final_observation": obs_st,

@@ -127,3 +127,25 @@ def test_continuous_policy_learns_to_output_the_target():
     _, dist, _ = trainer.policy.apply(state.train_state.params, (), targets, jnp.zeros(9, bool),
                                       jnp.zeros((9, 1)))
     np.testing.assert_allclose(np.asarray(dist.mean[:, 0]), np.asarray(targets[:, 0]), atol=0.15)
+
+
+def test_wrapped_env_trains_through_the_auto_reset_with_its_info():
+    """CueGrid (2-D observations): flattened and with the previous action and reward in the
+    observation, PPO beats the memoryless bound (1 + 4) / 2 = 2.5 (optimal 4); flattened alone it
+    cannot. The environment's own info key ``cue_side`` reaches the trajectory, equal to the action
+    that was paid."""
+    from envs.wrappers import FlattenObservation, ObservePreviousActionReward
+    from tests.wrapper_test_envs import cue_grid_env
+
+    config = PPOConfig(num_envs=8, num_steps=64, total_timesteps=8 * 64 * 250, lr=3e-3)
+    flat_env = cue_grid_env().wrap(FlattenObservation)
+    memo_env = cue_grid_env().wrap(FlattenObservation, ObservePreviousActionReward)
+    assert memo_env.observation_shape() == (12 + 2 + 1 + 1,)
+    memo = make_train(config, memo_env)
+    _, m_memo = jax.jit(memo.train)(jax.random.PRNGKey(0))
+    _, m_flat = jax.jit(make_train(config, flat_env).train)(jax.random.PRNGKey(0))
+    assert _late_return(m_memo, 10) > 2.8, _late_return(m_memo, 10)
+    assert _late_return(m_flat, 10) < 2.7, _late_return(m_flat, 10)
+    _, traj = jax.jit(memo.rollout)(jax.jit(memo.init)(jax.random.PRNGKey(1)))
+    side = np.asarray(traj.info["cue_side"])
+    np.testing.assert_array_equal(np.asarray(traj.reward) == 1.0, np.asarray(traj.action) == side)

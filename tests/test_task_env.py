@@ -99,3 +99,19 @@ def test_task_space_sampling_and_normalisation():
     ts = space.test_set(50)
     np.testing.assert_array_equal(ts, space.test_set(50))
     space.validate(ts)
+
+
+def test_info_holds_curriculax_keys_and_wrap_keeps_the_rest():
+    te = countdown_task_env(max_steps=7)
+    env = TaskAutoReset(te)
+    _, state = env.reset(jax.random.PRNGKey(0), jnp.array([2.0]))
+    info = env.step(jax.random.PRNGKey(1), state, 0, jnp.array([2.0]))[-1]
+    assert set(info) == {"terminated", "truncated", "final_observation", "episode"}  # Countdown adds none
+    from envs.wrappers import FlattenObservation
+
+    wrapped = te.wrap(FlattenObservation, FlattenObservation)
+    assert isinstance(wrapped.env, FlattenObservation) and isinstance(wrapped.env.inner, FlattenObservation)
+    assert wrapped.env.inner.inner is te.env and te.env.__class__.__name__ == "Countdown"  # te unchanged
+    for field in ["task_space", "params_for", "default_task", "return_range", "mastery_score", "name"]:
+        assert getattr(wrapped, field) == getattr(te, field)
+    assert wrapped.observation_space().shape == (1,) and int(wrapped.action_space().n) == 2
