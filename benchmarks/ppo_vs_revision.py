@@ -25,8 +25,8 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
     # (policy, seeds, envs, env steps per seed)
     "cpu": [("mlp", 1, 4, 500_000), ("mlp", 8, 4, 500_000), ("gru", 8, 4, 131_072)],
-    "gpu": [("mlp", 512, 4, 500_000), ("mlp", 1, 8192, 2**27), ("gru", 512, 4, 500_000),
-            ("gru", 1, 8192, 2**25)],
+    "gpu": [("mlp", 512, 4, 500_000), ("mlp", 1, 8192, 2**27), ("gru", 512, 4, 131_072),
+            ("gru", 1, 8192, 2**23)],
 }
 
 
@@ -51,7 +51,9 @@ def export_revision(rev: str) -> str:
 
 
 def probe(tree: str, spec: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": tree}
+    # the tree first; an inherited PYTHONPATH (e.g. a folder of carried wheels) after it
+    paths = [tree] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != HERE]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.run([sys.executable, os.path.join(HERE, "benchmarks", "ppo_probe.py"), json.dumps(spec)],
                           cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode:
@@ -62,7 +64,7 @@ def probe(tree: str, spec: dict) -> dict:
 def main(args: Args) -> dict:
     if (args.baseline_rev is None) == (args.baseline_dir is None):
         raise SystemExit("give exactly one of --baseline-rev and --baseline-dir")
-    baseline = args.baseline_dir or export_revision(args.baseline_rev)
+    baseline = os.path.abspath(args.baseline_dir or export_revision(args.baseline_rev))
     rows = []
     for policy, seeds, envs, steps in PRESETS[args.preset]:
         spec = {"policy": policy, "seeds": seeds, "envs": envs, "steps": steps}
