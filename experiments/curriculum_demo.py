@@ -4,28 +4,27 @@ default — evaluated after every chunk on a fixed test set of 50 tasks. ``summa
 ``mastered_pct`` (% of test tasks with score >= 0.9, mean over seeds) and ``mastered_pct_std``;
 ``plots/task_distribution.png`` shows the tasks handed out over time.
 
-    python -m experiments.curriculum_demo --seeds 4 --teacher random
+It is :mod:`experiments.curriculum_ppo` with CartPole-sized defaults: ``--teachers random alp_gmm``
+compares teachers (one child run folder each), teacher options are ``--alp-gmm.fit-rate 250`` etc.
+
+    python -m experiments.curriculum_demo --seeds 4 --teachers random
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from algos.ppo import PPOConfig, make_train
-from envs.cartpole_tasks import cartpole_tasks
-from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, parse_config, run
-from teachers.registry import make_teacher
+from algos.ppo import PPOConfig
+from experiments import curriculum_ppo
+from experiments.runner import parse_config
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunConfig):
-    teacher: str = "random"
-    """teacher name (teachers.registry)"""
+class Config(curriculum_ppo.Config):
+    # curriculum_ppo's fields with CartPole-sized defaults (their help is curriculum_ppo's)
+    env: str = "cartpole_tasks"
+    teachers: tuple[str, ...] = ("random",)
     test_tasks: int = 50
-    """size of the fixed uniform test set"""
-    test_seed: int = 4222
-    """numpy seed of the test set"""
     ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=128, total_timesteps=1_000_000)
     seeds: int = 4
     chunks: int = 10
@@ -38,11 +37,7 @@ class Config(RunConfig):
 
 
 def main(config: Config) -> dict:
-    task_env = cartpole_tasks()
-    teacher = make_teacher(config.teacher, task_env.task_space)
-    trainer = make_train(config.ppo, task_env, teacher)
-    test_tasks = task_env.task_space.test_set(config.test_tasks, config.test_seed)
-    return run(ppo_job("curriculum_demo", trainer, test_tasks), config)
+    return curriculum_ppo.main(config, name="curriculum_demo")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """PPO with a chosen teacher on a parameterised environment, evaluated on a fixed test set: the
 curriculum experiment of Portelas et al. (2019) (teachers compared by the % of test tasks mastered).
 
-Each teacher in ``--teachers`` is its own run (``RUN_DIR/<teacher>/``, the full run-folder contract,
-``summary.json`` with ``mastered_pct`` and ``mastered_pct_std`` over seeds); the parent folder gets a
-comparison plot and ``summary.json`` with every teacher's figures and, for each teacher against the
-first one (Random by default), the difference of mean % mastered, its standard error and a Welch t-test.
+Each teacher in ``--teachers`` (``all``: every registered one) is its own run, ``RUN_DIR/<teacher>/``
+with the full run-folder contract; the parent folder gets a comparison plot and ``summary.json`` with
+every teacher's figures and, for each teacher against the first one (Random by default), the
+difference of mean % mastered, its standard error and a Welch t-test
+(:func:`experiments.runner.run_many`). A single teacher runs into ``RUN_DIR`` itself.
+
+Every teacher's options (``--alp-gmm.fit-rate 250``, ``--riac.max-region-size 150``) and every task
+environment's (``--stump-track.max-steps-in-episode 130``) are fields of the config; those of the
+teachers and environments that do not run are recorded as null in ``config.json``.
 
     python -m experiments.curriculum_ppo --env stump_track --teachers random alp_gmm --seeds 16
 """
@@ -12,30 +17,30 @@ first one (Random by default), the difference of mean % mastered, its standard e
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import time
-
-import numpy as np
-from scipy import stats
 
 from algos.ppo import PPOConfig, make_train
-from envs.registry import make_task_env
-from experiments import plotting
+from envs.registry import TASK_ENVS, EnvOptions, env_options, make_task_env, unused_env_options
 from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, parse_config, read_records, run
-from teachers.registry import make_teacher
+from experiments.runner import Job, RunConfig, parse_config, run_many
+from teachers.registry import (
+    TeacherOptions,
+    make_teacher,
+    teacher_names,
+    teacher_options,
+    unused_teacher_options,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunConfig):
+class Config(RunConfig, TeacherOptions, EnvOptions):
     env: str = "stump_track"
     """task environment (envs.registry)"""
     teachers: tuple[str, ...] = ("random", "alp_gmm")
-    """teachers to compare; the first is the baseline of the differences"""
+    """teachers to compare (teachers.registry; 'all': every one); the first is the baseline"""
     test_tasks: int = 100
     """size of the fixed uniform test set"""
     test_seed: int = 4222
+    """numpy seed of the test set"""
     episodes_per_task: int = 4
     """evaluation episodes per test task (mastered = mean score >= the env's mastery score)"""
     ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=128, total_timesteps=3_000_000)
@@ -49,70 +54,37 @@ class Config(RunConfig):
         )
 
     def validate(self) -> None:
+        """Host-side checks with clear errors (before anything is compiled)."""
         super().validate()
-        if not self.teachers:
-            raise ValueError("--teachers needs at least one teacher")
-        if len(set(self.teachers)) != len(self.teachers):
-            raise ValueError(f"--teachers has duplicates: {self.teachers}")
+        teacher_names(self.teachers)
+        if self.env not in TASK_ENVS:
+            raise ValueError(f"unknown task environment {self.env!r}; known: {sorted(TASK_ENVS)}")
         if self.test_tasks < 1 or self.episodes_per_task < 1:
             raise ValueError("--test-tasks and --episodes-per-task must be >= 1")
+        self.ppo.validate()
 
 
-def compare(records_by_teacher: dict[str, list[dict]], baseline: str) -> dict:
-    """Final % mastered per teacher, and each teacher minus ``baseline`` (difference of means, its
-    standard error, Welch's t-test p-value)."""
-    final = {t: np.asarray(r[-1]["mastered_pct"], np.float64) for t, r in records_by_teacher.items()}
-    out = {}
-    for t, x in final.items():
-        out[f"{t}/mastered_pct"] = float(x.mean())
-        out[f"{t}/mastered_pct_std"] = float(x.std())
-    base = final[baseline]
-    for t, x in final.items():
-        if t == baseline:
-            continue
-        out[f"{t}_minus_{baseline}"] = float(x.mean() - base.mean())
-        out[f"{t}_minus_{baseline}_se"] = float(
-            np.sqrt(x.var(ddof=1) / len(x) + base.var(ddof=1) / len(base))
-        ) if min(len(x), len(base)) > 1 else float("nan")
-        if min(len(x), len(base)) > 1 and (x.std() > 0 or base.std() > 0):
-            out[f"{t}_vs_{baseline}_welch_p"] = float(stats.ttest_ind(x, base, equal_var=False).pvalue)
-    return out
-
-
-def main(config: Config) -> dict:
-    # build everything first so that bad names fail before anything compiles
-    task_env = make_task_env(config.env)
-    teachers = {name: make_teacher(name, task_env.task_space) for name in config.teachers}
-    for name in config.teachers:
-        make_train(config.ppo, task_env, teachers[name])
+def teacher_runs(name: str, config: Config) -> list[tuple[str, Job, Config]]:
+    """One ``(teacher, job, config)`` per teacher of ``config.teachers``: PPO on ``config.env``
+    with that teacher and its options; the child config names only that teacher."""
+    task_env = make_task_env(config.env, env_options(config, config.env))
     test_tasks = task_env.task_space.test_set(config.test_tasks, config.test_seed)
-    root = config.run_dir or os.path.join("runs", f"curriculum_ppo-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(os.path.join(root, "plots"), exist_ok=True)
-    records = {}
-    for name in config.teachers:
-        sub = dataclasses.replace(config, run_dir=os.path.join(root, name))
-        resume = config.resume and os.path.exists(os.path.join(sub.run_dir, "config.json"))
-        sub = dataclasses.replace(sub, resume=resume)
-        if resume and os.path.exists(os.path.join(sub.run_dir, "summary.json")):
-            print(f"{name}: already finished")
-        else:
-            trainer = make_train(config.ppo, task_env, teachers[name])
-            job = ppo_job(f"curriculum_ppo/{config.env}/{name}", trainer, test_tasks,
-                          config.episodes_per_task)
-            run(job, sub)
-        records[name] = read_records(os.path.join(sub.run_dir, "metrics.jsonl"))
+    runs = []
+    for teacher in teacher_names(config.teachers):
+        trainer = make_train(
+            config.ppo, task_env, make_teacher(teacher, task_env.task_space, teacher_options(config, teacher))
+        )
+        unused = [*unused_teacher_options([teacher]), *unused_env_options([config.env])]
+        job = ppo_job(f"{name}/{teacher}", trainer, test_tasks, config.episodes_per_task, unused=unused)
+        runs.append((teacher, job, dataclasses.replace(config, teachers=(teacher,))))
+    return runs
 
-    summary = compare(records, config.teachers[0])
-    x = {t: np.asarray([r["env_steps"] for r in rs], np.float64) for t, rs in records.items()}
-    plotting.plot_compare(
-        os.path.join(root, "plots", "mastered_pct.png"),
-        {t: (x[t], np.asarray([r["mastered_pct"] for r in rs], np.float64)) for t, rs in records.items()},
-        "env steps", f"% of {config.test_tasks} test tasks mastered", f"{config.env}: teachers",
-    )
-    with open(os.path.join(root, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(json.dumps(summary, indent=2))
-    return summary
+
+def main(config: Config, name: str | None = None) -> dict:
+    """Run every teacher (``name``: the experiment's, default ``curriculum_ppo <env>``)."""
+    config.validate()
+    name = name or f"curriculum_ppo {config.env}"
+    return run_many(name, teacher_runs(name, config), config, metric="mastered_pct")
 
 
 if __name__ == "__main__":

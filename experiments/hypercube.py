@@ -1,9 +1,12 @@
 """Teachers on the hypercube toy student (Portelas et al. 2019; ``shared/references/teachers.md`` §4).
 
-``python -m experiments.hypercube --teacher alp_gmm --dims 2 --cubes 10 --episodes 20000 --seeds 32``
-(``--teacher all`` runs random, alp_gmm, covar_gmm, riac and oracle one after another, each in
-``RUN_DIR/<teacher>``, then writes ``RUN_DIR/plots/mastered_pct_all.png`` and a combined
-``RUN_DIR/summary.json``).
+``python -m experiments.hypercube --teachers alp_gmm --dims 2 --cubes 10 --episodes 20000 --seeds 32``
+(several teachers, or ``--teachers all`` for random, alp_gmm, covar_gmm, riac and oracle, run one after
+another, each in ``RUN_DIR/<teacher>``, then ``RUN_DIR/plots/mastered_pct.png`` and a combined
+``RUN_DIR/summary.json`` with the differences to the first teacher: :func:`experiments.runner.run_many`;
+a single teacher runs into ``RUN_DIR`` itself). Teacher options are fields of the config
+(``--alp-gmm.fit-rate 125``); the Oracle's defaults here are the hypercube's own
+(:data:`HYPERCUBE_ORACLE`).
 
 Per seed the state is ``(teacher state, hypercube state, key)``; one iteration is a block of ``batch``
 episodes: ``teacher.sample(state, key, batch)`` -> :func:`envs.hypercube.run_episodes` (the episodes
@@ -19,8 +22,9 @@ is exactly equivalent when the teacher cannot change its sampling distribution i
 * RIAC: ``batch = 1``: its regions change after every episode.
 
 ``batch=None`` (default) picks the largest exact block: random 250, alp_gmm / covar_gmm their
-``fit_rate`` (250), oracle its ``check_every`` (50), riac 1. Another batch runs with a warning when it
-breaks exactness (and is refused when it cannot run at all, e.g. more than ``fit_rate`` for a GMM teacher).
+``fit_rate`` (250, or ``--alp-gmm.fit-rate``), oracle its ``check_every`` (50), riac 1. Another batch
+runs with a warning when it breaks exactness (and is refused when it cannot run at all, e.g. more than
+``fit_rate`` for a GMM teacher).
 
 Logged per chunk (default one chunk per 1000 episodes): ``mastered_pct`` (per seed), ``explored_pct``
 (% of cubes with competence > 0), ``mean_score`` (mean teacher reward of the chunk's episodes) and, for
@@ -32,10 +36,8 @@ seeds), ``ceiling_pct`` (best possible at this budget), ``episodes_per_s`` (all 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
-import time
 import warnings
 from typing import Any
 
@@ -44,21 +46,40 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from algos.loops import masked_scan
 from envs import hypercube as hc
 from experiments import plotting
-from experiments.runner import Job, RunConfig, mean_and_std, parse_config, read_records, run, run_metadata
+from experiments.runner import Job, RunConfig, mean_and_std, parse_config, run_many
 from teachers.base import Teacher
-from teachers.registry import TEACHERS, make_teacher, teacher_config_class
+from teachers.oracle import OracleConfig, hypercube_oracle_config
+from teachers.registry import (
+    TEACHERS,
+    TeacherOptions,
+    make_teacher,
+    teacher_config_class,
+    teacher_names,
+    teacher_options,
+    unused_teacher_options,
+)
 
-ALL_TEACHERS = ("random", "alp_gmm", "covar_gmm", "riac", "oracle")
+ALL_TEACHERS = tuple(TEACHERS)
 LOG_EVERY = 1000  # episodes per chunk when --chunks is not given
 MAX_HIST_CUBES = 400  # task_hist is logged for 2-D grids up to this many cubes
+# The Oracle's window on the hypercube (curriculax's own, see teachers.oracle.hypercube_oracle_config):
+# one cube wide and moving one cube per passed block of 50 episodes, in raster order. The fields
+# left None take the grid's values when a run is resolved (they depend on --dims / --cubes /
+# --useless-dims): window_fraction 1/cubes on used dims and 1 on useless ones, window_start the
+# origin, step 1/cubes on used dims and 0 on useless ones.
+HYPERCUBE_ORACLE = OracleConfig(
+    window_fraction=None, window_start=None, step=None, check_every=50, threshold=0.75, path="sweep"
+)
+_GRID_FIELDS = ("window_fraction", "window_start", "step")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunConfig):
-    teacher: str = "alp_gmm"
-    """random, alp_gmm, covar_gmm, riac, oracle, or all (each one after another)"""
+class Config(RunConfig, TeacherOptions):
+    teachers: tuple[str, ...] = ("alp_gmm",)
+    """random, alp_gmm, covar_gmm, riac, oracle (several: one after another), or all"""
     dims: int = 2
     """used dimensions of the hypercube"""
     cubes: int = 10
@@ -71,6 +92,8 @@ class Config(RunConfig):
     """episodes per teacher sample/update call (None: the largest exact block for the teacher)"""
     chunks: int | None = None  # type: ignore[assignment]
     """jitted chunks, one log line each (None: one per 1000 episodes)"""
+    oracle: OracleConfig = HYPERCUBE_ORACLE
+    """the Oracle on the hypercube; window fields left None: one cube of the grid"""
 
     def quick_version(self) -> Config:
         return dataclasses.replace(self, seeds=2, episodes=2000, chunks=4)
@@ -78,13 +101,13 @@ class Config(RunConfig):
     def hypercube_config(self) -> hc.HypercubeConfig:
         return hc.HypercubeConfig(nb_dims=self.dims, nb_cubes=self.cubes, useless_dims=self.useless_dims)
 
-    def teachers(self) -> tuple[str, ...]:
-        return ALL_TEACHERS if self.teacher == "all" else (self.teacher,)
+    def teacher_config(self, name: str):
+        """The options teacher ``name`` runs with (None for a teacher without options)."""
+        return hypercube_teacher_config(name, self.hypercube_config(), teacher_options(self, name))
 
     def validate(self) -> None:
         """Host-side checks with clear errors (before anything is compiled)."""
-        if self.teacher != "all" and self.teacher not in TEACHERS:
-            raise ValueError(f"unknown teacher {self.teacher!r}; known: {sorted(TEACHERS)} or 'all'")
+        teachers = teacher_names(self.teachers)
         if self.dims < 1:
             raise ValueError(f"--dims must be >= 1, got {self.dims}")
         if self.cubes < 1:
@@ -97,71 +120,82 @@ class Config(RunConfig):
             raise ValueError(f"--batch must be >= 1, got {self.batch}")
         if self.chunks is not None and self.chunks < 1:
             raise ValueError(f"--chunks must be >= 1, got {self.chunks}")
-        self.hypercube_config()  # its own range checks (e.g. nb_cubes ** nb_dims fits in int32)
-        for name in self.teachers():
-            batch = self.batch if self.batch is not None else default_batch(name, self.hypercube_config())
+        cube_config = self.hypercube_config()  # its own range checks (nb_cubes ** nb_dims in int32)
+        for name in teachers:
+            options = self.teacher_config(name)
+            batch = self.batch if self.batch is not None else default_batch(name, cube_config, options)
             if self.episodes % batch:
                 raise ValueError(
                     f"--episodes ({self.episodes}) must be a multiple of the batch ({batch}"
                     f"{'' if self.batch is not None else f', the default for {name}'})"
                 )
-            check_batch(name, batch, self.hypercube_config(), warn=False)
+            check_batch(name, batch, cube_config, warn=False, options=options)
         RunConfig.validate(dataclasses.replace(self, chunks=self.chunks or 1))
 
-    def resolved(self, teacher: str | None = None) -> Config:
-        """The config of one teacher's run: ``teacher``, ``batch`` and ``chunks`` filled in."""
-        teacher = teacher or self.teacher
-        if teacher == "all":
-            raise ValueError("resolved() needs one teacher")
-        batch = self.batch if self.batch is not None else default_batch(teacher, self.hypercube_config())
+    def resolved(self, teacher: str) -> Config:
+        """The config of one teacher's run: ``teachers``, ``batch``, ``chunks`` and the Oracle's
+        window filled in."""
+        teacher_names([teacher])
+        oracle = self.teacher_config("oracle")
+        batch = self.batch if self.batch is not None else default_batch(
+            teacher, self.hypercube_config(), self.teacher_config(teacher))
         iterations = self.episodes // batch
         if self.chunks is None:
             per_chunk = max(1, LOG_EVERY // batch)
             chunks = max(1, iterations // per_chunk)
         else:
             chunks = self.chunks
-        return dataclasses.replace(self, teacher=teacher, batch=batch, chunks=min(chunks, iterations))
+        return dataclasses.replace(
+            self, teachers=(teacher,), batch=batch, chunks=min(chunks, iterations), oracle=oracle
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
 # Teachers and their exact block sizes
 
 
-def teacher_options(name: str, config: hc.HypercubeConfig) -> dict[str, Any]:
-    """Options given to ``make_teacher`` on the hypercube (TDRL defaults; the Oracle's own settings)."""
-    if name == "oracle":
-        from teachers.oracle import hypercube_oracle_config
-
-        return dataclasses.asdict(hypercube_oracle_config(config))
-    return {}
-
-
-def _teacher_defaults(name: str, config: hc.HypercubeConfig):
+def hypercube_teacher_config(name: str, config: hc.HypercubeConfig, options: Any | None = None):
+    """The options teacher ``name`` runs with on the ``config`` grid: ``options`` (None: the class
+    defaults, :data:`HYPERCUBE_ORACLE` for the Oracle) with the Oracle's window fields that are None
+    set to one cube of the grid (:func:`teachers.oracle.hypercube_oracle_config`)."""
     cls = teacher_config_class(name)
-    return None if cls is None else cls(**teacher_options(name, config))
-
-
-def default_batch(name: str, config: hc.HypercubeConfig) -> int:
-    """The largest block of episodes that keeps teacher ``name`` exact (see the module docstring)."""
-    if name not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; known: {sorted(TEACHERS)}")
-    if name in ("alp_gmm", "covar_gmm"):
-        return int(_teacher_defaults(name, config).fit_rate)
+    if cls is None:
+        return None
+    if options is None:
+        options = HYPERCUBE_ORACLE if name == "oracle" else cls()
     if name == "oracle":
-        return int(_teacher_defaults(name, config).check_every)
+        grid = hypercube_oracle_config(config)
+        options = dataclasses.replace(
+            options, **{f: getattr(grid, f) for f in _GRID_FIELDS if getattr(options, f) is None}
+        )
+    return options
+
+
+def default_batch(name: str, config: hc.HypercubeConfig, options: Any | None = None) -> int:
+    """The largest block of episodes that keeps teacher ``name`` (with ``options``, None: the
+    hypercube's defaults) exact (see the module docstring)."""
+    teacher_names([name])
+    options = hypercube_teacher_config(name, config, options)
+    if name in ("alp_gmm", "covar_gmm"):
+        return int(options.fit_rate)
+    if name == "oracle":
+        return int(options.check_every)
     if name == "riac":
         return 1
     return 250
 
 
-def check_batch(name: str, batch: int, config: hc.HypercubeConfig, warn: bool = True) -> str | None:
-    """Whether ``batch`` keeps teacher ``name`` equivalent to one episode at a time.
+def check_batch(
+    name: str, batch: int, config: hc.HypercubeConfig, warn: bool = True, options: Any | None = None
+) -> str | None:
+    """Whether ``batch`` keeps teacher ``name`` (with ``options``, None: the hypercube's defaults)
+    equivalent to one episode at a time.
 
     Returns None when it does, else the reason (also issued as a warning with ``warn=True``).
     Raises ``ValueError`` when the teacher cannot run with it at all.
     """
     reason = None
-    defaults = _teacher_defaults(name, config)
+    defaults = hypercube_teacher_config(name, config, options)
     if name in ("alp_gmm", "covar_gmm"):
         fit_rate = int(defaults.fit_rate)
         if batch > fit_rate:
@@ -206,8 +240,9 @@ class SeedState:
     key: jax.Array
 
 
-def build_teacher(name: str, config: hc.HypercubeConfig) -> Teacher:
-    return make_teacher(name, hc.task_space(config), **teacher_options(name, config))
+def build_teacher(name: str, config: hc.HypercubeConfig, options: Any | None = None) -> Teacher:
+    """Teacher ``name`` over the grid's task space with ``options`` (None: the hypercube's defaults)."""
+    return make_teacher(name, hc.task_space(config), hypercube_teacher_config(name, config, options))
 
 
 def logs_task_hist(config: hc.HypercubeConfig) -> bool:
@@ -215,11 +250,12 @@ def logs_task_hist(config: hc.HypercubeConfig) -> bool:
 
 
 def make_seed_fns(teacher: Teacher, config: hc.HypercubeConfig, batch: int):
-    """Per-seed ``init(key) -> SeedState`` and ``chunk(state, num_iterations) -> (state, metrics)``.
+    """Per-seed ``init(key) -> SeedState`` and ``chunk(state, num_iterations, active=None) ->
+    (state, metrics)`` (the runner's protocol: only the first ``active`` iterations run).
 
     One iteration = ``batch`` episodes (sample -> run_episodes -> update). ``metrics`` hold a leading
     axis of length 1 (one value per chunk: mastered / explored % at its end, mean score and task
-    histogram over its episodes), so the runner's ``[S, K, ...]`` convention holds.
+    histogram over its active episodes): the job says ``metrics_per_chunk``.
     """
     mask = jnp.ones((batch,), bool)
     with_hist = logs_task_hist(config)
@@ -228,7 +264,7 @@ def make_seed_fns(teacher: Teacher, config: hc.HypercubeConfig, batch: int):
         k_teacher, k_loop = jax.random.split(key)
         return SeedState(teacher=teacher.init(k_teacher), cube=hc.init(config), key=k_loop)
 
-    def chunk(state: SeedState, num_iterations: int):
+    def chunk(state: SeedState, num_iterations: int, active: jax.Array | None = None):
         def body(carry, _):
             tstate, cube, key, score_sum, hist = carry
             key, k_sample = jax.random.split(key)
@@ -242,11 +278,12 @@ def make_seed_fns(teacher: Teacher, config: hc.HypercubeConfig, batch: int):
 
         hist0 = jnp.zeros((config.num_cubes if with_hist else 1,), jnp.int32)
         carry = (state.teacher, state.cube, state.key, jnp.zeros((), jnp.float32), hist0)
-        (tstate, cube, key, score_sum, hist), _ = jax.lax.scan(body, carry, None, length=num_iterations)
+        (tstate, cube, key, score_sum, hist), _ = masked_scan(body, carry, num_iterations, active)
+        episodes = batch * (num_iterations if active is None else active)
         metrics = {
             "mastered_pct": hc.mastered_pct(config, cube)[None],
             "explored_pct": (100.0 * jnp.mean((cube.competence > 0).astype(jnp.float32)))[None],
-            "mean_score": (score_sum / (num_iterations * batch))[None],
+            "mean_score": (score_sum / episodes)[None],
         }
         if with_hist:
             metrics["task_hist"] = hist[None]
@@ -255,12 +292,14 @@ def make_seed_fns(teacher: Teacher, config: hc.HypercubeConfig, batch: int):
     return init, chunk
 
 
-def make_job(config: Config) -> Job:
-    """The runner job of one teacher (``config`` resolved: teacher, batch and chunks set)."""
-    name, batch = config.teacher, int(config.batch)
+def make_job(config: Config, experiment: str) -> Job:
+    """The runner job ``<experiment>/<teacher>`` of one teacher (``config`` resolved: one teacher,
+    batch, chunks and the Oracle's window set)."""
+    (name,), batch = config.teachers, int(config.batch)
     cube_config = config.hypercube_config()
-    check_batch(name, batch, cube_config, warn=True)
-    teacher = build_teacher(name, cube_config)
+    options = config.teacher_config(name)
+    check_batch(name, batch, cube_config, warn=True, options=options)
+    teacher = build_teacher(name, cube_config, options)
     init, chunk = make_seed_fns(teacher, cube_config, batch)
     with_hist = logs_task_hist(cube_config)
     ceiling = hc.ceiling_pct(cube_config, config.episodes)
@@ -300,9 +339,7 @@ def make_job(config: Config) -> Job:
         )
 
     return Job(
-        name=f"hypercube {config.dims}d{config.cubes}"
-        + (f"+{config.useless_dims}u" if config.useless_dims else "")
-        + f" {name}",
+        name=f"{experiment}/{name}",
         init=init,
         chunk=chunk,
         iterations=config.episodes // batch,
@@ -312,6 +349,8 @@ def make_job(config: Config) -> Job:
         curves=("mastered_pct", "explored_pct", "mean_score"),
         extra_plots=extra_plots,
         step_unit="episodes",
+        metrics_per_chunk=True,
+        unused=unused_teacher_options([name]),
     )
 
 
@@ -319,64 +358,14 @@ def make_job(config: Config) -> Job:
 # main
 
 
-def _default_run_dir(config: Config) -> str:
-    tag = f"{config.dims}d{config.cubes}" + (f"u{config.useless_dims}" if config.useless_dims else "")
-    return os.path.join("runs", f"hypercube-{config.teacher}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def run_one(config: Config, verbose: bool = True) -> dict:
-    """Run one teacher (``config.teacher`` is not 'all') through the shared runner."""
-    resolved = config.resolved()
-    if resolved.run_dir is None:
-        resolved = dataclasses.replace(resolved, run_dir=_default_run_dir(resolved))
-    return run(make_job(resolved), resolved, verbose=verbose)
-
-
 def main(config: Config) -> dict:
+    """Run every teacher of ``config.teachers`` (:func:`experiments.runner.run_many`)."""
     config.validate()
-    if config.teacher != "all":
-        return run_one(config)
-
-    run_dir = config.run_dir or _default_run_dir(config)
-    os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({"experiment": "hypercube", "config": dataclasses.asdict(config), **run_metadata()},
-                  f, indent=2)
-    combined: dict[str, float] = {}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in ALL_TEACHERS:
-        sub_dir = os.path.join(run_dir, name)
-        # --resume: continue the sub-runs that started; start the others afresh.
-        resume = config.resume and os.path.exists(os.path.join(sub_dir, "config.json"))
-        sub = dataclasses.replace(config, teacher=name, run_dir=sub_dir, resume=resume)
-        print(f"== {name} ==", flush=True)
-        summary = run_one(sub, verbose=False)
-        print(json.dumps({k: summary[k] for k in ("mastered_pct", "mastered_pct_std", "episodes_per_s")}),
-              flush=True)
-        combined.update({f"{name}/{k}": v for k, v in summary.items()})
-        records = read_records(os.path.join(sub_dir, "metrics.jsonl"))
-        x = np.asarray([r["env_steps"] for r in records], np.float64)
-        y = np.asarray([r["mastered_pct"] for r in records], np.float64)
-        curves[name] = (x, y)
-    combined["ceiling_pct"] = hc.ceiling_pct(config.hypercube_config(), config.episodes)
-    plotting.plot_compare(
-        os.path.join(run_dir, "plots", "mastered_pct_all.png"),
-        curves,
-        "episodes",
-        "% mastered cubes",
-        f"hypercube {config.dims}d{config.cubes}"
-        + (f" + {config.useless_dims} useless dims" if config.useless_dims else "")
-        + f", {config.seeds} seeds",
-    )
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(combined, f, indent=2)
-    print(f"run folder: {run_dir}")
-    width = max(len(n) for n in ALL_TEACHERS)
-    for name in ALL_TEACHERS:
-        print(f"{name:<{width}}  {combined[f'{name}/mastered_pct']:6.2f} +- "
-              f"{combined[f'{name}/mastered_pct_std']:5.2f} %   "
-              f"{combined[f'{name}/episodes_per_s']:10.0f} episodes/s")
-    return combined
+    name = f"hypercube {config.dims}d{config.cubes}" + (
+        f"+{config.useless_dims}u" if config.useless_dims else "")
+    resolved = [config.resolved(t) for t in teacher_names(config.teachers)]
+    runs = [(c.teachers[0], make_job(c, name), c) for c in resolved]
+    return run_many(name, runs, config, metric="mastered_pct")
 
 
 if __name__ == "__main__":

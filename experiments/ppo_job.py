@@ -4,9 +4,13 @@ Shared by every PPO experiment: per-chunk metrics (mean episodic return and scor
 that finished, losses, the histogram of tasks the teacher handed out), optional evaluation on a fixed
 test set of tasks (mastery = score >= the environment's ``mastery_score``), and the summary keys
 ``final_return`` / ``final_return_std`` (and ``mastered_pct`` / ``mastered_pct_std`` with a test set).
+The job's chunk is ``trainer.train_chunk(state, num_updates, active)``: a chunk plan of uneven chunks
+compiles once (see :class:`experiments.runner.Job`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,9 @@ from algos.evaluation import evaluate_tasks
 from algos.ppo import Trainer
 from experiments import plotting
 from experiments.runner import Job, mean_and_std
+
+# PPOConfig fields that only build the default MLP policy: unused under a custom ``policy=``.
+POLICY_FIELDS = ("hidden", "activation")
 
 
 def _reduce(metrics: dict) -> dict:
@@ -35,11 +42,22 @@ def _reduce(metrics: dict) -> dict:
 
 
 def ppo_job(
-    name: str, trainer: Trainer, test_tasks: np.ndarray | None = None, episodes_per_task: int = 4
+    name: str,
+    trainer: Trainer,
+    test_tasks: np.ndarray | None = None,
+    episodes_per_task: int = 4,
+    *,
+    custom_policy: bool = False,
+    unused: Sequence[str] = (),
 ) -> Job:
     """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set after
     every chunk: a task is mastered when its mean score over ``episodes_per_task`` greedy episodes
-    (different initial states) reaches the environment's ``mastery_score``."""
+    (different initial states) reaches the environment's ``mastery_score``.
+
+    ``unused``: dotted config fields the run does not use (:attr:`Job.unused`); ``custom_policy``
+    (the trainer was given its own ``policy=``) adds the MLP fields ``ppo.hidden`` and
+    ``ppo.activation`` of the experiment's ``ppo: PPOConfig``.
+    """
     config = trainer.config
     task_env = trainer.task_env
     evaluate = None
@@ -86,7 +104,7 @@ def ppo_job(
     return Job(
         name=name,
         init=trainer.init,
-        chunk=lambda state, num_iterations: trainer.train_chunk(state, num_iterations),
+        chunk=trainer.train_chunk,  # (state, num_updates, active)
         iterations=config.num_updates,
         steps_per_iteration=config.steps_per_update,
         reduce=_reduce,
@@ -94,4 +112,5 @@ def ppo_job(
         curves=curves,
         evaluate=evaluate,
         extra_plots=extra_plots,
+        unused=(*unused, *(f"ppo.{f}" for f in POLICY_FIELDS if custom_policy)),
     )

@@ -1,15 +1,25 @@
 """The experiment runner shared by every ``experiments/<name>.py``.
 
-An experiment describes a :class:`Job` (per-seed ``init``, per-seed ``chunk`` of K iterations, how to
-reduce a chunk's metrics, what to evaluate, what to summarise); :func:`run` does the rest:
+An experiment describes a :class:`Job` (per-seed ``init``, per-seed ``chunk`` of iterations, an
+optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate, what to summarise);
+:func:`run` does the rest:
 
-* one ``jax.jit(jax.vmap(...))`` over seeds, the seed axis sharded over the available devices;
-* a host loop over chunks with a progress bar, ``metrics.jsonl`` (one object per chunk: chunk,
-  iteration, env steps, wall time, per-seed values), orbax checkpoints after every chunk;
-* ``--resume`` restores the latest checkpoint and cuts ``metrics.jsonl`` back to it, so the finished
-  run equals an uninterrupted one;
-* ``config.json`` (resolved config, library versions, git revision), ``summary.json`` (flat
-  ``name: number``) and ``plots/*.png`` (mean with a band of one standard deviation across seeds).
+* the chunk plan: the job's own (``Job.chunk_plan``, e.g. a chunk edge on every task switch of a
+  continual stream) or ``--chunks`` equal chunks with the remainder in the last one;
+* one ``jax.jit(jax.vmap(...))`` chunk function over seeds, compiled once for the longest chunk of the
+  plan: a shorter chunk runs the same program with fewer active iterations (a traced int32 scalar,
+  shared by all seeds, see :func:`algos.loops.masked_scan`); the seed axis is sharded over the devices;
+* after every chunk: ``after_chunk`` (consolidation, buffer fill, evaluation of every task seen),
+  ``evaluate``, one line of ``metrics.jsonl`` (chunk, iteration, env steps, wall time, per-seed values),
+  an orbax checkpoint and the progress bar;
+* ``--resume`` checks the config against the saved one (every nested field), restores the latest
+  checkpoint and cuts ``metrics.jsonl`` back to it, so the finished run equals an uninterrupted one;
+* ``config.json`` (resolved config, the fields the job did not use, chunk plan, library versions, git
+  revision), ``summary.json`` (flat ``name: number``) and ``plots/*.png`` (mean with a band of one
+  standard deviation across seeds).
+
+:func:`run_many` runs several jobs (teachers, learners) as children of one parent run folder and
+compares them with the first; :func:`default_run_dir` names every run folder.
 """
 
 from __future__ import annotations
@@ -18,11 +28,12 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from importlib import metadata
 from typing import Any, NamedTuple, TypeVar
 
@@ -73,23 +84,39 @@ class Job(NamedTuple):
     """What an experiment hands to :func:`run`. Functions are per seed unless said otherwise.
 
     Attributes:
-      name: experiment name.
+      name: experiment name (also the default run folder's, see :func:`default_run_dir`).
       init: ``key -> state``.
-      chunk: ``(state, num_iterations) -> (state, metrics)``, metrics with a leading iteration axis.
+      chunk: ``(state, num_iterations, active) -> (state, metrics)``. ``num_iterations`` is a static
+        Python int (the scan length); ``active`` is None (run all of them) or a traced int32 scalar,
+        the same for every seed: run only the first ``active`` iterations and leave the state as it
+        is for the others (:func:`algos.loops.masked_scan`). ``metrics`` have a leading iteration axis
+        of ``num_iterations`` of which the first ``active`` are valid; the runner keeps only those.
       iterations: iterations in the whole run (PPO updates, episode blocks, ...).
       steps_per_iteration: environment steps (or episodes) per iteration and seed.
-      reduce: host side, ``metrics [S, K, ...] -> {name: value}``; values of shape ``[S]`` are
-        per-seed curves (plotted when named in ``curves``), anything else is stored as-is.
-      evaluate: optional per-seed ``state -> {name: scalar}`` run after every chunk.
+      reduce: host side, ``metrics [S, K, ...] -> {name: value}`` (K = the chunk's active
+        iterations); values of shape ``[S]`` are per-seed curves (plotted when named in ``curves``),
+        anything else is stored as-is.
       summarise: host side, ``(records, final_state) -> {name: number}`` for ``summary.json``.
       curves: metric names to plot against steps with a band across seeds.
+      evaluate: optional per-seed ``state -> {name: scalar}`` run after every chunk (after
+        ``after_chunk``).
       extra_plots: optional ``(plots_dir, records) -> None`` for experiment-specific figures.
       step_unit: label of the x axis.
+      chunk_plan: optional iterations per chunk (summing to ``iterations``), e.g. with a chunk edge
+        on every task switch; None: ``--chunks`` equal chunks (which is then recorded as unused).
+      after_chunk: optional pure per-seed ``(state, chunk_index) -> state`` run after every chunk and
+        before its checkpoint (consolidation at a task end, buffer fill, evaluation of every task
+        seen); ``chunk_index`` is a traced int32 scalar shared by all seeds.
+      metrics_per_chunk: the chunk aggregates its own metrics over the active iterations and returns
+        a leading axis of length 1 (the runner then does not slice them).
+      unused: dotted config fields the job does not use (``"ppo.hidden"`` under a custom policy,
+        the options of teachers that do not run): ``config.json`` records them as null and lists
+        them under ``"unused"``; ``--resume`` ignores them.
     """
 
     name: str
     init: Callable[[jax.Array], Any]
-    chunk: Callable[[Any, int], tuple[Any, dict]]
+    chunk: Callable[[Any, int, jax.Array | None], tuple[Any, dict]]
     iterations: int
     steps_per_iteration: int
     reduce: Callable[[dict], dict]
@@ -98,6 +125,10 @@ class Job(NamedTuple):
     evaluate: Callable[[Any], dict] | None = None
     extra_plots: Callable[[str, list[dict]], None] | None = None
     step_unit: str = "env_steps"
+    chunk_plan: Sequence[int] | None = None
+    after_chunk: Callable[[Any, jax.Array], Any] | None = None
+    metrics_per_chunk: bool = False
+    unused: Sequence[str] = ()
 
 
 C = TypeVar("C", bound=RunConfig)
@@ -109,9 +140,19 @@ def parse_config(config_cls: type[C], argv: Sequence[str] | None = None) -> C:
     default = config_cls()
     if "--quick" in argv:
         default = default.quick_version()
-    config = tyro.cli(config_cls, default=default, args=argv)
+    with warnings.catch_warnings():
+        # A None default that means "derived from other fields" (e.g. the hypercube's Oracle window)
+        # on a field typed without None: tyro warns but parses it correctly.
+        warnings.filterwarnings("ignore", message=".*NoneType.* does not match any type in Union")
+        config = tyro.cli(config_cls, default=default, args=argv)
     config.validate()
     return config
+
+
+def default_run_dir(name: str) -> str:
+    """``runs/<name>-<time>``, with every character of ``name`` outside ``[A-Za-z0-9_.]`` as ``-``."""
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-") or "run"
+    return os.path.join("runs", f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def seed_keys(config: RunConfig) -> jax.Array:
@@ -182,7 +223,7 @@ def _write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _chunk_plan(iterations: int, chunks: int) -> list[int]:
+def even_plan(iterations: int, chunks: int) -> list[int]:
     """Iterations per chunk: equal chunks, with the remainder in the last one."""
     chunks = min(chunks, iterations)
     size = iterations // chunks
@@ -191,34 +232,126 @@ def _chunk_plan(iterations: int, chunks: int) -> list[int]:
     return plan
 
 
-def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
-    """Run (or resume) ``job`` for ``config.seeds`` seeds; returns the summary dict."""
+def _job_plan(job: Job) -> list[int] | None:
+    """The job's own chunk plan, checked (None when it has none)."""
+    if job.chunk_plan is None:
+        return None
+    plan = [int(n) for n in job.chunk_plan]
+    if not plan or min(plan) < 1 or sum(plan) != job.iterations:
+        raise ValueError(
+            f"{job.name}: chunk_plan {plan} must be chunks of >= 1 iterations summing to "
+            f"iterations={job.iterations}"
+        )
+    return plan
+
+
+def config_record(config: Any, unused: Sequence[str] = ()) -> dict:
+    """``config`` as JSON, with each dotted field in ``unused`` (``"ppo.hidden"``) set to null."""
+    out = _to_json(dataclasses.asdict(config))
+    for path in unused:
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ValueError(f"unused config field {path!r} is not a field of {type(config).__name__}")
+        node[leaf] = None
+    return out
+
+
+# What may change on --resume: how the run is continued, not what it computes.
+_RESUME_FREE = ("config.resume", "config.progress", "config.run_dir")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_run_dir(run_dir: str, record: dict, resume: bool) -> None:
+    """``--resume``: the saved ``config.json`` must describe the same run (every nested field, the
+    chunk plan, the unused fields). A fresh run must not overwrite a run folder that holds a run."""
+    config_path = os.path.join(run_dir, "config.json")
+    if not resume:
+        metrics_path = os.path.join(run_dir, "metrics.jsonl")
+        if (os.path.exists(metrics_path) and os.path.getsize(metrics_path) > 0) or os.path.exists(
+            os.path.join(run_dir, "summary.json")
+        ):
+            raise FileExistsError(f"{run_dir} already holds a run; use --resume or a new --run-dir")
+        return
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"--resume: no config.json in {run_dir}")
+    with open(config_path) as f:
+        saved = json.load(f)
+    old = _flatten({k: saved.get(k) for k in record})
+    new = _flatten(_to_json(record))
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if key in _RESUME_FREE or old.get(key) == new.get(key):
+            continue
+        field = key.removeprefix("config.")
+        flag = f" (--{field.replace('_', '-')})" if key.startswith("config.") else ""
+        diffs.append(f"{field}{flag}: saved {old.get(key)!r}, now {new.get(key)!r}")
+    if diffs:
+        raise ValueError(f"--resume: {run_dir} was run with other settings: " + "; ".join(diffs))
+
+
+class _Prepared(NamedTuple):
+    """A run checked and ready to start: nothing compiled, nothing written."""
+
+    job: Job
+    config: RunConfig
+    run_dir: str
+    plan: list[int]
+    record: dict  # what config.json holds besides the run metadata
+
+
+def _prepare(job: Job, config: RunConfig) -> _Prepared:
     config.validate()
     if job.iterations < 1:
         raise ValueError(f"{job.name}: the run has no iterations")
-    run_dir = config.run_dir or os.path.join("runs", f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    own_plan = _job_plan(job)
+    plan = own_plan if own_plan is not None else even_plan(job.iterations, config.chunks)
+    unused = sorted(set(job.unused) | ({"chunks"} if own_plan is not None else set()))
+    record = {
+        "experiment": job.name,
+        "config": config_record(config, unused),
+        "unused": unused,
+        "chunk_plan": plan,
+    }
+    run_dir = config.run_dir or default_run_dir(job.name)
+    _check_run_dir(run_dir, record, config.resume)
+    return _Prepared(job, config, run_dir, plan, record)
+
+
+def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
+    """Run (or resume) ``job`` for ``config.seeds`` seeds; returns the summary dict."""
+    return _execute(_prepare(job, config), verbose)
+
+
+def _compile_chunk(job: Job, state: Any, length: int, masked: bool, shard_out: dict):
+    """The chunk of ``length`` iterations, jitted and vmapped over seeds: ``(state, active) ->
+    (state, metrics)``. ``masked=False`` (every chunk of the plan has ``length`` iterations) compiles
+    a plain scan and ignores ``active``."""
+    if masked:
+        fn = jax.vmap(lambda s, a: job.chunk(s, length, a), in_axes=(0, None))
+        return jax.jit(fn, **shard_out).lower(state, np.int32(length)).compile()
+    compiled = jax.jit(jax.vmap(lambda s: job.chunk(s, length, None)), **shard_out).lower(state).compile()
+    return lambda s, active: compiled(s)
+
+
+def _execute(prepared: _Prepared, verbose: bool) -> dict:
+    job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-    config_path = os.path.join(run_dir, "config.json")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    resolved = {"experiment": job.name, "config": dataclasses.asdict(config)}
+    if not config.resume:
+        _write_json(os.path.join(run_dir, "config.json"), {**prepared.record, **run_metadata()})
 
-    if config.resume:
-        if not os.path.exists(config_path):
-            raise FileNotFoundError(f"--resume: no config.json in {run_dir}")
-        with open(config_path) as f:
-            saved = json.load(f)
-        ignore = {"resume", "progress", "run_dir"}
-        old = {k: v for k, v in saved["config"].items() if k not in ignore}
-        new = {k: v for k, v in _to_json(resolved["config"]).items() if k not in ignore}
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(f"--resume: config differs from the saved run in {diff}")
-    else:
-        if os.path.exists(metrics_path) and os.path.getsize(metrics_path) > 0:
-            raise FileExistsError(f"{run_dir} already holds a run; use --resume or a new --run-dir")
-        _write_json(config_path, {**resolved, **run_metadata()})
-
-    plan = _chunk_plan(job.iterations, config.chunks)
     sharding = seed_sharding(config.seeds, config.shard_seeds)
     keys = seed_keys(config)
     if sharding is not None:
@@ -241,24 +374,30 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
         with open(metrics_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
-    compiled: dict[int, Any] = {}
+    chunk_fn = after_fn = None
     evaluate = jax.jit(jax.vmap(job.evaluate)) if job.evaluate is not None else None
-    compile_time = 0.0
-    wall = records[-1]["wall_time_s"] if records else 0.0
-    run_time = records[-1].get("run_time_s", 0.0) if records else 0.0
+    last = records[-1] if records else {}
+    wall, run_time = last.get("wall_time_s", 0.0), last.get("run_time_s", 0.0)
+    compile_time = last.get("compile_time_s", 0.0)
     iterations_done = sum(plan[:start_chunk])
     bar = _progress(len(plan), start_chunk, job.name, config.progress and verbose)
     for c in range(start_chunk, len(plan)):
         t0 = time.perf_counter()
-        size = plan[c]
-        if size not in compiled:
-            fn = jax.jit(jax.vmap(partial(job.chunk, num_iterations=size)), **shard_out)
-            compiled[size] = fn.lower(state).compile()
+        if chunk_fn is None:  # one program for every chunk of the plan
+            chunk_fn = _compile_chunk(job, state, max(plan), len(set(plan)) > 1, shard_out)
+            if job.after_chunk is not None:
+                after = jax.vmap(job.after_chunk, in_axes=(0, None))
+                after_fn = jax.jit(after, **shard_out).lower(state, np.int32(0)).compile()
             compile_time += time.perf_counter() - t0
         t1 = time.perf_counter()
-        state, metrics = compiled[size](state)
+        size = plan[c]
+        state, metrics = chunk_fn(state, np.int32(size))
+        if after_fn is not None:
+            state = after_fn(state, np.int32(c))
         metrics = jax.device_get(metrics)
         run_time += time.perf_counter() - t1
+        if not job.metrics_per_chunk:
+            metrics = jax.tree.map(lambda m: m[:, :size], metrics)
         iterations_done += size
         record = {
             "chunk": c,
@@ -269,8 +408,7 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
         if evaluate is not None:
             record.update(jax.device_get(evaluate(state)))
         wall += time.perf_counter() - t0
-        record["wall_time_s"] = wall
-        record["run_time_s"] = run_time
+        record.update(wall_time_s=wall, run_time_s=run_time, compile_time_s=compile_time)
         record = _to_json(record)
         _check_finite(record, job.name)
         with open(metrics_path, "a") as f:
@@ -296,6 +434,127 @@ def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
     if verbose:
         print(f"run folder: {run_dir}")
         print(json.dumps(summary, indent=2))
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# Several runs compared: run_many
+
+
+def compare_to_baseline(finals: dict[str, np.ndarray], baseline: str, metric: str) -> dict:
+    """Per child, the mean and std over seeds of ``metric`` (``finals[child]``: its final per-seed
+    values), and for each child but ``baseline``: the difference of means, its standard error and
+    Welch's t-test p-value.
+
+    Conventions: ``std`` is the population standard deviation over seeds (``np.std``, ddof=0, as in
+    every ``summary.json``); the standard error is ``sqrt(var_a / n_a + var_b / n_b)`` with sample
+    variances (ddof=1). The standard error needs two seeds on both sides; the p-value (scipy's
+    ``ttest_ind(equal_var=False)``) also some spread on one side; otherwise they are left out.
+    Keys: ``<child>/<metric>``, ``<child>/<metric>_std``, ``<child>_minus_<baseline>``,
+    ``<child>_minus_<baseline>_se``, ``<child>_vs_<baseline>_welch_p``.
+    """
+    from scipy import stats
+
+    finals = {k: np.asarray(v, np.float64) for k, v in finals.items()}
+    out = {}
+    for name, x in finals.items():
+        out[f"{name}/{metric}"] = float(x.mean())
+        out[f"{name}/{metric}_std"] = float(x.std())
+    base = finals[baseline]
+    for name, x in finals.items():
+        if name == baseline:
+            continue
+        out[f"{name}_minus_{baseline}"] = float(x.mean() - base.mean())
+        if min(len(x), len(base)) < 2:
+            continue
+        out[f"{name}_minus_{baseline}_se"] = float(
+            np.sqrt(x.var(ddof=1) / len(x) + base.var(ddof=1) / len(base))
+        )
+        if x.std() > 0 or base.std() > 0:
+            out[f"{name}_vs_{baseline}_welch_p"] = float(stats.ttest_ind(x, base, equal_var=False).pvalue)
+    return out
+
+
+def run_many(
+    name: str,
+    children: Sequence[tuple[str, Job, RunConfig]],
+    config: RunConfig,
+    *,
+    metric: str,
+    verbose: bool = True,
+) -> dict:
+    """Run every ``(child, job, child_config)`` into ``RUN_DIR/<child>/`` and compare them.
+
+    ``config`` is the parent's: its ``run_dir`` (default :func:`default_run_dir` of ``name``),
+    ``resume`` and ``progress`` replace the children's. Everything is checked first (every child's
+    config, and on ``--resume`` every child's saved config, finished children included); then the
+    parent ``config.json`` is written (the parent config, with the fields no child uses as null),
+    each child runs (or resumes, or, when finished, is only re-summarised) with the full run-folder
+    contract, and the parent gets ``summary.json`` (every child's figures as ``<child>/<key>`` and
+    :func:`compare_to_baseline` of ``metric`` against the first child) and ``plots/<metric>.png``
+    (mean with a band of one std across seeds per child). Returns the parent summary.
+
+    A single child is not a comparison: it runs into ``RUN_DIR`` itself, as ``name``, and its own
+    summary is returned.
+    """
+    names = [child for child, _, _ in children]
+    if not names:
+        raise ValueError(f"{name}: run_many needs at least one child")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name}: child names repeat: {names}")
+    for child in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", child) or child in ("plots", "checkpoints", ".", ".."):
+            raise ValueError(f"{name}: {child!r} cannot name a child run folder")
+    config.validate()
+    take = dict(resume=config.resume, progress=config.progress)
+    if len(children) == 1:
+        _, job, child_config = children[0]
+        single = dataclasses.replace(child_config, run_dir=config.run_dir, **take)
+        return run(job._replace(name=name), single, verbose=verbose)
+
+    root = config.run_dir or default_run_dir(name)
+    prepared = []
+    for child, job, child_config in children:
+        sub = os.path.join(root, child)
+        resume = config.resume and os.path.exists(os.path.join(sub, "config.json"))
+        prepared.append(_prepare(job, dataclasses.replace(
+            child_config, run_dir=sub, resume=resume, progress=config.progress)))
+    unused = sorted(set.intersection(*(set(p.record["unused"]) for p in prepared)))
+    record = {"experiment": name, "config": config_record(config, unused), "unused": unused,
+              "children": names, "metric": metric}
+    _check_run_dir(root, record, config.resume)
+    os.makedirs(os.path.join(root, "plots"), exist_ok=True)
+    if not config.resume:
+        _write_json(os.path.join(root, "config.json"), {**record, **run_metadata()})
+
+    summary: dict[str, Any] = {}
+    records: dict[str, list[dict]] = {}
+    for child, p in zip(names, prepared):
+        if verbose:
+            print(f"== {child} ==", flush=True)
+        child_summary = _execute(p, verbose=False)
+        summary.update({f"{child}/{k}": v for k, v in child_summary.items()})
+        records[child] = read_records(os.path.join(p.run_dir, "metrics.jsonl"))
+    finals = {child: np.asarray(rs[-1][metric], np.float64) for child, rs in records.items()}
+    summary.update(compare_to_baseline(finals, names[0], metric))
+    _write_json(os.path.join(root, "summary.json"), summary)
+    plotting.plot_compare(
+        os.path.join(root, "plots", f"{metric.replace('/', '_')}.png"),
+        {child: (np.asarray([r["env_steps"] for r in rs], np.float64),
+                 np.asarray([r[metric] for r in rs], np.float64)) for child, rs in records.items()},
+        prepared[0].job.step_unit.replace("_", " "), metric, f"{name}, {config.seeds} seeds",
+    )
+    if verbose:
+        print(f"run folder: {root}")
+        width = max(len(n) for n in names)
+        for child in names:
+            line = f"{child:<{width}}  {metric} {summary[f'{child}/{metric}']:8.3f} +- " \
+                   f"{summary[f'{child}/{metric}_std']:.3f}"
+            if child != names[0]:
+                line += f"   minus {names[0]}: {summary[f'{child}_minus_{names[0]}']:+.3f}"
+                if f"{child}_minus_{names[0]}_se" in summary:
+                    line += f" (SE {summary[f'{child}_minus_{names[0]}_se']:.3f})"
+            print(line)
     return summary
 
 
@@ -340,4 +599,3 @@ def mean_and_std(records: list[dict], name: str, last: int = 1) -> tuple[float, 
     """Mean over seeds (and std across seeds) of metric ``name`` averaged over the ``last`` chunks."""
     per_seed = np.mean([np.asarray(r[name], np.float64) for r in records[-last:]], axis=0)
     return float(np.mean(per_seed)), float(np.std(per_seed))
-

@@ -1,15 +1,20 @@
-"""Teachers by name, so experiments and the CLI can say ``--teacher alp_gmm``.
+"""Teachers by name, so experiments and the CLI can say ``--teachers random alp_gmm``.
 
-Each teacher module defines a frozen config dataclass and a factory
-``factory(task_space, config) -> Teacher``. The registry imports modules lazily.
+Each teacher module defines a factory ``factory(task_space[, config]) -> Teacher`` and, when it has
+options, a frozen config dataclass. :data:`TeacherOptions` has one field per teacher with options,
+named after it, so an experiment config that inherits it gets ``--alp-gmm.fit-rate 250`` or
+``--riac.max-region-size 100`` on its CLI and records every teacher's options in ``config.json``.
+A new teacher is one module plus one line in :data:`TEACHERS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
+from envs.registry import options_dataclass
 from envs.task_space import TaskSpace
 from teachers.base import Teacher
 
@@ -23,28 +28,68 @@ TEACHERS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def teacher_config_class(name: str) -> type | None:
+def _check_name(name: str) -> None:
     if name not in TEACHERS:
         raise ValueError(f"unknown teacher {name!r}; known: {sorted(TEACHERS)}")
+
+
+def teacher_config_class(name: str) -> type | None:
+    _check_name(name)
     module, _, config_cls = TEACHERS[name]
     if config_cls is None:
         return None
     return getattr(importlib.import_module(module), config_cls)
 
 
-def make_teacher(name: str, task_space: TaskSpace, **overrides: Any) -> Teacher:
-    """Build teacher ``name`` over ``task_space``; ``overrides`` replace fields of its config."""
-    if name not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; known: {sorted(TEACHERS)}")
+TeacherOptions = options_dataclass(
+    "TeacherOptions", "One field per teacher with options, named after it.",
+    {name: teacher_config_class(name) for name in TEACHERS},
+)
+
+
+def teacher_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` checked (known, no repeats, at least one), ``all`` standing for every teacher."""
+    names = tuple(names)
+    if names == ("all",):
+        return tuple(TEACHERS)
+    if not names:
+        raise ValueError("--teachers needs at least one teacher")
+    for name in names:
+        if name == "all":
+            raise ValueError("--teachers all stands alone (it means every registered teacher)")
+        _check_name(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"--teachers has duplicates: {names}")
+    return names
+
+
+def teacher_options(config: Any, name: str) -> Any | None:
+    """The options of teacher ``name`` held by ``config`` (a :data:`TeacherOptions`), or None."""
+    return getattr(config, name) if teacher_config_class(name) is not None else None
+
+
+def unused_teacher_options(used: Sequence[str]) -> list[str]:
+    """The :data:`TeacherOptions` fields of the teachers not in ``used``."""
+    return [f.name for f in dataclasses.fields(TeacherOptions) if f.name not in used]
+
+
+def make_teacher(
+    name: str, task_space: TaskSpace, config: Any | None = None, **overrides: Any
+) -> Teacher:
+    """Build teacher ``name`` over ``task_space`` with ``config`` (an instance of its config class;
+    None: the defaults); ``overrides`` replace fields of it."""
+    _check_name(name)
     module, factory, _ = TEACHERS[name]
     fn = getattr(importlib.import_module(module), factory)
     config_cls = teacher_config_class(name)
     if config_cls is None:
-        if overrides:
-            raise ValueError(f"teacher {name!r} takes no options, got {sorted(overrides)}")
+        if overrides or config is not None:
+            raise ValueError(f"teacher {name!r} takes no options, got {config or sorted(overrides)}")
         return fn(task_space)
+    if config is not None and not isinstance(config, config_cls):
+        raise TypeError(f"teacher {name!r} takes a {config_cls.__name__}, got {type(config).__name__}")
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"teacher {name!r} has no options {sorted(unknown)}; known: {sorted(fields)}")
-    return fn(task_space, config_cls(**overrides))
+    return fn(task_space, dataclasses.replace(config or config_cls(), **overrides))

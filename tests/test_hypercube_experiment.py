@@ -1,5 +1,6 @@
 """experiments/hypercube.py: the run folder contract, a known answer (the chunked, vmapped run equals a
-plain Python loop of sample -> episodes -> update), Random's parity figure, and config errors."""
+plain Python loop of sample -> episodes -> update, with even and uneven chunks), Random's parity figure,
+teacher options from the CLI, the Oracle's hypercube defaults, and config errors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import os
 import jax
 import numpy as np
 import pytest
+import tyro
 
 from envs import hypercube as hc
 from experiments import hypercube as exp
 from experiments.runner import parse_config, read_records
+from teachers.oracle import hypercube_oracle_config
 
 
 def _run(tmp_path, *args, name="run"):
@@ -23,13 +26,16 @@ def _run(tmp_path, *args, name="run"):
 
 
 def test_quick_run_folder(tmp_path):
-    run_dir, config, summary = _run(tmp_path, "--quick", "--teacher", "random")
+    run_dir, config, summary = _run(tmp_path, "--quick", "--teachers", "random")
     assert config.seeds == 2 and config.episodes == 2000
     for name in ["config.json", "metrics.jsonl", "summary.json", "plots/mastered_pct.png",
                  "plots/task_distribution.png"]:
         assert os.path.exists(os.path.join(run_dir, name)), name
     saved = json.load(open(os.path.join(run_dir, "config.json")))
-    assert saved["config"]["teacher"] == "random" and saved["config"]["batch"] == 250
+    assert saved["config"]["teachers"] == ["random"] and saved["config"]["batch"] == 250
+    # the options of the teachers that did not run are recorded as unused, not as if used
+    assert set(saved["unused"]) == {"alp_gmm", "covar_gmm", "riac", "oracle"}
+    assert saved["config"]["alp_gmm"] is None and saved["chunk_plan"] == [2, 2, 2, 2]
     records = read_records(os.path.join(run_dir, "metrics.jsonl"))
     assert [r["chunk"] for r in records] == [0, 1, 2, 3]
     assert [r["env_steps"] for r in records] == [500, 1000, 1500, 2000]
@@ -66,13 +72,18 @@ def _python_loop(teacher_name, cube_config, batch, episodes, seed, seeds):
     return out
 
 
-@pytest.mark.parametrize("teacher", ["random", "oracle"])
-def test_run_equals_python_loop(tmp_path, teacher):
+@pytest.mark.parametrize("teacher, chunks", [("random", 3), ("oracle", 2)])
+def test_run_equals_python_loop(tmp_path, teacher, chunks):
+    """random: 20 blocks in chunks of [6, 6, 8] (one masked program); oracle: 30 in [15, 15]."""
     episodes = 5000 if teacher == "random" else 1500
-    run_dir, config, _ = _run(tmp_path, "--teacher", teacher, "--episodes", str(episodes),
-                              "--seeds", "3", "--seed", "5", "--chunks", "2")
-    final = read_records(os.path.join(run_dir, "metrics.jsonl"))[-1]
-    resolved = config.resolved()
+    run_dir, config, _ = _run(tmp_path, "--teachers", teacher, "--episodes", str(episodes),
+                              "--seeds", "3", "--seed", "5", "--chunks", str(chunks))
+    records = read_records(os.path.join(run_dir, "metrics.jsonl"))
+    final = records[-1]
+    resolved = config.resolved(teacher)
+    if teacher == "random":
+        assert [r["iteration"] for r in records] == [6, 12, 20]
+        assert all(np.sum(r["task_hist"]) == 3 * 250 * n for r, n in zip(records, [6, 6, 8]))
     loop = _python_loop(teacher, config.hypercube_config(), resolved.batch, episodes, 5, 3)
     assert final["mastered_pct"] == [m for m, _ in loop]
     explored = [100.0 * np.mean(c > 0) for _, c in loop]
@@ -92,30 +103,72 @@ def test_random_parity_2d10():
     assert 0.3 <= mastered.std() <= 1.6, mastered.std()
 
 
-def test_all_teachers_compare_plot(tmp_path, monkeypatch):
-    monkeypatch.setattr(exp, "ALL_TEACHERS", ("random", "oracle"))
-    run_dir, _, summary = _run(tmp_path, "--teacher", "all", "--episodes", "1000", "--seeds", "2")
-    assert os.path.exists(os.path.join(run_dir, "plots", "mastered_pct_all.png"))
+def test_teachers_compare_plot(tmp_path):
+    run_dir, _, summary = _run(tmp_path, "--teachers", "random", "oracle", "--episodes", "1000",
+                               "--seeds", "2")
+    assert os.path.exists(os.path.join(run_dir, "plots", "mastered_pct.png"))
     for name in ("random", "oracle"):
         assert os.path.exists(os.path.join(run_dir, name, "summary.json"))
         assert f"{name}/mastered_pct" in summary and f"{name}/episodes_per_s" in summary
+    assert summary["oracle_minus_random"] == pytest.approx(
+        summary["oracle/mastered_pct"] - summary["random/mastered_pct"])
     assert json.load(open(os.path.join(run_dir, "summary.json"))) == pytest.approx(summary)
+    parent = json.load(open(os.path.join(run_dir, "config.json")))
+    assert parent["children"] == ["random", "oracle"]
+    assert set(parent["unused"]) == {"alp_gmm", "covar_gmm", "riac"}  # oracle's options are used
+
+
+def test_teachers_all_is_every_registered_teacher():
+    config = parse_config(exp.Config, ["--teachers", "all"])
+    from teachers.registry import TEACHERS, teacher_names
+
+    assert teacher_names(config.teachers) == tuple(TEACHERS) == exp.ALL_TEACHERS
+
+
+@pytest.mark.parametrize("useless", [0, 3])
+def test_oracle_defaults_are_the_hypercube_oracle(useless):
+    """The Oracle's hypercube options (one cube wide, raster sweep) are the defaults of the nested
+    oracle config, filled in from the grid; an explicit CLI value wins."""
+    config = parse_config(exp.Config, ["--teachers", "oracle", "--dims", "3", "--cubes", "4",
+                                       "--useless-dims", str(useless)])
+    cube_config = config.hypercube_config()
+    assert config.resolved("oracle").oracle == hypercube_oracle_config(cube_config)
+    assert exp.build_teacher("oracle", cube_config).name == "oracle"
+    changed = parse_config(exp.Config, ["--teachers", "oracle", "--oracle.check-every", "25",
+                                        "--oracle.step", *["0.5"] * (2 + useless)])
+    resolved = changed.resolved("oracle").oracle
+    assert resolved.check_every == 25 and resolved.step == (0.5,) * (2 + useless)
+    assert resolved.window_fraction == hypercube_oracle_config(changed.hypercube_config()).window_fraction
+    assert changed.resolved("oracle").batch == 25
+
+
+def test_teacher_options_from_the_cli(tmp_path):
+    run_dir, config, _ = _run(tmp_path, "--teachers", "alp_gmm", "--alp-gmm.fit-rate", "125",
+                              "--episodes", "500", "--seeds", "1")
+    saved = json.load(open(os.path.join(run_dir, "config.json")))
+    assert saved["config"]["alp_gmm"]["fit_rate"] == 125 and saved["config"]["batch"] == 125
+    assert config.teacher_config("alp_gmm").fit_rate == 125
+    with pytest.raises(ValueError, match=r"alp_gmm\.fit_rate \(--alp-gmm\.fit-rate\): saved 125, now 250"):
+        _run(tmp_path, "--teachers", "alp_gmm", "--episodes", "500", "--seeds", "1", "--resume")
 
 
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--teacher", "random", "--episodes", "1001"], "multiple of the batch"),
-        (["--teacher", "riac", "--episodes", "1000", "--batch", "3"], "multiple of the batch"),
-        (["--teacher", "nope"], "unknown teacher"),
+        (["--teachers", "random", "--episodes", "1001"], "multiple of the batch"),
+        (["--teachers", "riac", "--episodes", "1000", "--batch", "3"], "multiple of the batch"),
+        (["--teachers", "nope"], "unknown teacher"),
         (["--dims", "0"], "--dims"),
         (["--cubes", "0"], "--cubes"),
         (["--useless-dims", "-1"], "--useless-dims"),
         (["--episodes", "0"], "--episodes"),
         (["--batch", "0"], "--batch"),
-        (["--teacher", "alp_gmm", "--batch", "500", "--episodes", "1000"], "fit_rate"),
+        (["--teachers", "alp_gmm", "--batch", "500", "--episodes", "1000"], "fit_rate"),
+        (["--teachers", "alp_gmm", "--alp-gmm.fit-rate", "300", "--episodes", "1000"],
+         "multiple of the batch"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:.*NoneType.* does not match any type")  # tyro on HYPERCUBE_ORACLE
 def test_bad_config_raises_before_compiling(tmp_path, monkeypatch, args, match):
     def no_compile(*a, **k):
         raise AssertionError("compiled before validating")
@@ -124,16 +177,8 @@ def test_bad_config_raises_before_compiling(tmp_path, monkeypatch, args, match):
     with pytest.raises(ValueError, match=match):
         parse_config(exp.Config, [*args, "--run-dir", str(tmp_path / "x")])
     with pytest.raises(ValueError, match=match):
-        exp.main(exp.Config(**_fields(args), run_dir=str(tmp_path / "x")))
+        exp.main(tyro.cli(exp.Config, args=[*args, "--run-dir", str(tmp_path / "x")]))  # unvalidated
     assert not os.path.exists(tmp_path / "x")
-
-
-def _fields(args):
-    out = {}
-    for flag, value in zip(args[::2], args[1::2]):
-        name = flag[2:].replace("-", "_")
-        out[name] = value if name == "teacher" else int(value)
-    return out
 
 
 def test_batch_exactness_rules():

@@ -1,5 +1,8 @@
-"""The experiment runner: run folder contract, exact resume after SIGKILL, sharded == unsharded."""
+"""The experiment runner: run folder contract, exact resume after SIGKILL (PPO, and a continual toy
+job across task boundaries with an ``after_chunk`` consolidation), one compiled chunk for an uneven
+chunk plan, unused config fields, sharded == unsharded."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -8,15 +11,229 @@ import sys
 import textwrap
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from algos.loops import masked_scan
 from experiments import ppo_cartpole
 from experiments.checkpoints import Checkpointer
-from experiments.runner import parse_config, read_records
+from experiments.runner import Job, RunConfig, default_run_dir, parse_config, read_records, run, seed_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = {"wall_time_s", "compile_time_s", "steps_per_s"}
+RECORD_TIMING = ("wall_time_s", "run_time_s", "compile_time_s")
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in RECORD_TIMING} for r in records]
+
+
+# ----------------------------------------------------------------------------------------------------
+# A continual toy job: per seed a parameter vector w learns a stream of tasks (targets) by noisy
+# gradient steps, pulled toward an anchor; after_chunk consolidates (anchor <- w) at every task end.
+
+TARGETS = np.array([[1.0, -1.0], [-2.0, 0.5], [0.5, 2.0]], np.float32)
+TASK_LENGTHS = (4, 3, 5)  # iterations per task: switches after iterations 4 and 7
+PLAN = (2, 2, 3, 2, 3)  # chunk edges on both switches; uneven
+TASK_END_CHUNKS = (1, 2, 4)  # chunks that end a task
+STARTS = np.cumsum((0,) + TASK_LENGTHS[:-1])
+
+
+def _toy_init(key):
+    return {"w": jnp.zeros(2), "anchor": jnp.zeros(2), "t": jnp.zeros((), jnp.int32),
+            "ends": jnp.zeros((), jnp.int32), "index_sum": jnp.zeros((), jnp.int32), "key": key}
+
+
+def _toy_body(state, _):
+    task = jnp.sum(state["t"] >= jnp.asarray(STARTS[1:]))
+    key, k = jax.random.split(state["key"])
+    w = state["w"]
+    grad = (w - jnp.asarray(TARGETS)[task]) + 0.5 * (w - state["anchor"])
+    w = w - 0.3 * grad + 0.05 * jax.random.normal(k, (2,))
+    loss = 0.5 * jnp.sum((w - jnp.asarray(TARGETS)[task]) ** 2)
+    return {**state, "w": w, "t": state["t"] + 1, "key": key}, {"loss": loss, "task": task}
+
+
+def _toy_chunk(state, num_iterations, active):
+    return masked_scan(_toy_body, state, num_iterations, active)
+
+
+def _toy_consolidate(state, chunk_index):
+    """Anchor the parameters at the end of every task (and sum the chunk indices seen)."""
+    end = jnp.any(chunk_index == jnp.asarray(TASK_END_CHUNKS))
+    return {**state, "anchor": jnp.where(end, state["w"], state["anchor"]),
+            "ends": state["ends"] + end.astype(jnp.int32), "index_sum": state["index_sum"] + chunk_index}
+
+
+def toy_job(plan=PLAN, after_chunk=_toy_consolidate, slow=0.0, **kw):
+    def reduce(metrics):
+        time.sleep(slow)  # host side only: gives a test time to kill the run between chunks
+        return {"loss": metrics["loss"].mean(axis=1), "task": metrics["task"][:, -1],
+                "iterations": metrics["loss"].shape[1]}
+
+    def summarise(records, state):
+        return {"final_loss": float(np.mean(records[-1]["loss"])), "ends": float(np.mean(state["ends"]))}
+
+    return Job(name="toy continual", init=_toy_init, chunk=_toy_chunk, iterations=sum(TASK_LENGTHS),
+               steps_per_iteration=1, reduce=reduce, summarise=summarise, curves=("loss",),
+               evaluate=lambda s: {"to_anchor": jnp.sum((s["w"] - s["anchor"]) ** 2)},
+               chunk_plan=plan, after_chunk=after_chunk, **kw)
+
+
+def _final_toy_state(run_dir, seeds):
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
+    like = jax.vmap(_toy_init)(seed_keys(RunConfig(seeds=seeds)))
+    state, meta = ckpt.restore(ckpt.latest_step(), like)
+    ckpt.close()
+    return state, meta
+
+
+def toy_main(argv=None):
+    """The continual toy job as a process: ``RUN_DIR [--resume]`` (used by the SIGKILL test)."""
+    argv = sys.argv[1:] if argv is None else argv
+    config = RunConfig(seeds=3, seed=1, run_dir=argv[0], resume="--resume" in argv, progress=False)
+    run(toy_job(slow=0.4), config, verbose=False)
+
+
+def test_uneven_plan_compiles_one_chunk_and_equals_a_plain_scan(tmp_path):
+    """Plan [3, 3, 4]: one program (the chunk is traced once, for length 4, the active count
+    traced), and the final state equals one plain lax.scan of 10 iterations, bit for bit."""
+    traces = []
+
+    def counted(state, num_iterations, active):
+        traces.append((num_iterations, active is None))
+        return _toy_chunk(state, num_iterations, active)
+
+    job = toy_job(plan=(3, 3, 4), after_chunk=None)._replace(chunk=counted, iterations=10)
+    config = RunConfig(seeds=3, seed=1, run_dir=str(tmp_path / "r"), progress=False)
+    run(job, config, verbose=False)
+    assert traces == [(4, False)]
+    records = read_records(str(tmp_path / "r" / "metrics.jsonl"))
+    assert [r["iterations"] for r in records] == [3, 3, 4]  # metrics sliced to the active ones
+    assert [r["iteration"] for r in records] == [3, 6, 10]
+    state, _ = _final_toy_state(str(tmp_path / "r"), 3)
+    plain, metrics = jax.jit(jax.vmap(lambda s: jax.lax.scan(_toy_body, s, None, 10)))(
+        jax.vmap(_toy_init)(seed_keys(config)))
+    jax.tree.map(np.testing.assert_array_equal, state, plain)
+    np.testing.assert_array_equal(records[-1]["loss"], np.asarray(metrics["loss"])[:, 6:].mean(axis=1))
+    saved = json.load(open(tmp_path / "r" / "config.json"))
+    assert saved["chunk_plan"] == [3, 3, 4] and saved["unused"] == ["chunks"]
+    assert saved["config"]["chunks"] is None  # --chunks does not make this plan
+
+
+def test_even_plan_from_chunks(tmp_path):
+    """Without a job plan, --chunks equal chunks (remainder last); an even plan is a plain scan."""
+    traces = []
+
+    def counted(state, num_iterations, active):
+        traces.append((num_iterations, active is None))
+        return _toy_chunk(state, num_iterations, active)
+
+    for chunks, plan, trace in [(4, [3, 3, 3, 3], (3, True)), (5, [2, 2, 2, 2, 4], (4, False))]:
+        traces.clear()
+        job = toy_job(plan=None, after_chunk=None)._replace(chunk=counted)
+        run(job, RunConfig(chunks=chunks, run_dir=str(tmp_path / str(chunks)), progress=False),
+            verbose=False)
+        assert json.load(open(tmp_path / str(chunks) / "config.json"))["chunk_plan"] == plan
+        assert traces == [trace]
+
+
+def test_after_chunk_runs_before_the_checkpoint(tmp_path):
+    """The checkpointed state is the consolidated one, and equals chunk-by-chunk on the host."""
+    config = RunConfig(seeds=2, seed=1, run_dir=str(tmp_path / "r"), progress=False)
+    summary = run(toy_job(), config, verbose=False)
+    state, meta = _final_toy_state(config.run_dir, 2)
+    assert meta == {"chunks_done": len(PLAN)} and summary["ends"] == len(TASK_END_CHUNKS)
+    assert np.all(np.asarray(state["index_sum"]) == sum(range(len(PLAN))))
+    ref = jax.vmap(_toy_init)(seed_keys(config))
+    for c, n in enumerate(PLAN):
+        ref, _ = jax.vmap(lambda s: _toy_chunk(s, n, None))(ref)
+        ref = jax.vmap(lambda s: _toy_consolidate(s, c))(ref)
+    jax.tree.map(np.testing.assert_allclose, state, ref)
+    records = read_records(os.path.join(config.run_dir, "metrics.jsonl"))
+    assert [r["task"] for r in records] == [[0, 0], [0, 0], [1, 1], [2, 2], [2, 2]]
+    # evaluate runs after the consolidation: the anchor equals w right after every task end
+    assert [max(r["to_anchor"]) == 0.0 for r in records] == [c in TASK_END_CHUNKS for c in range(5)]
+
+
+def test_job_errors_before_anything_is_written(tmp_path):
+    run_dir = str(tmp_path / "x")
+    with pytest.raises(ValueError, match="chunk_plan"):
+        run(toy_job(plan=(2, 2)), RunConfig(run_dir=run_dir), verbose=False)
+    with pytest.raises(ValueError, match="'ppo.hidden' is not a field"):
+        run(toy_job(unused=("ppo.hidden",)), RunConfig(run_dir=run_dir), verbose=False)
+    assert not os.path.exists(run_dir)
+
+
+def test_unused_fields_are_recorded_as_null_and_free_on_resume(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Sub:
+        a: int = 1
+        b: str = "x"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(RunConfig):
+        sub: Sub = Sub()
+        used: int = 3
+
+    run_dir = str(tmp_path / "r")
+    job = toy_job(unused=("sub.b",))
+    run(job, Config(run_dir=run_dir, progress=False), verbose=False)
+    saved = json.load(open(os.path.join(run_dir, "config.json")))
+    assert saved["config"]["sub"] == {"a": 1, "b": None} and saved["unused"] == ["chunks", "sub.b"]
+    run(job, Config(run_dir=run_dir, resume=True, sub=Sub(b="other")), verbose=False)
+    with pytest.raises(ValueError, match=r"sub\.a \(--sub\.a\): saved 1, now 2"):
+        run(job, Config(run_dir=run_dir, resume=True, sub=Sub(a=2)), verbose=False)
+
+
+def test_default_run_dir_is_one_slug():
+    path = default_run_dir("hypercube 2d10+5u/alp_gmm")
+    assert os.path.dirname(path) == "runs"
+    assert os.path.basename(path).startswith("hypercube-2d10-5u-alp_gmm-")
+
+
+CONTINUAL_SCRIPT = "import sys; from tests.test_runner import toy_main; toy_main(sys.argv[1:])"
+
+
+def _toy_process(*args):
+    return subprocess.Popen([sys.executable, "-c", CONTINUAL_SCRIPT, *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_continual_resume_after_sigkill_past_a_task_boundary(tmp_path):
+    """Killed after the checkpoint of chunk 3 (two task ends and consolidations behind it),
+    resumed: the records and the final state equal an uninterrupted run, bit for bit."""
+    full_dir, cut_dir = str(tmp_path / "full"), str(tmp_path / "cut")
+    proc = _toy_process(full_dir)
+    assert proc.wait(timeout=300) == 0, proc.stdout.read()
+
+    proc = _toy_process(cut_dir)
+    target = os.path.join(cut_dir, "checkpoints", "3")  # after chunks 0-2: tasks 0 and 1 ended
+    deadline = time.time() + 300
+    while not os.path.isdir(target) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    records = read_records(os.path.join(cut_dir, "metrics.jsonl"))
+    assert not os.path.exists(os.path.join(cut_dir, "summary.json")), "run finished before the kill"
+    assert 3 <= len(records) < len(PLAN)
+    state, meta = _final_toy_state(cut_dir, 3)
+    assert meta["chunks_done"] >= 3 and int(state["ends"][0]) == 2  # consolidated before saving
+
+    resumed = _toy_process(cut_dir, "--resume")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert _strip(read_records(os.path.join(full_dir, "metrics.jsonl"))) == _strip(
+        read_records(os.path.join(cut_dir, "metrics.jsonl")))
+    full = json.load(open(os.path.join(full_dir, "summary.json")))
+    cut = json.load(open(os.path.join(cut_dir, "summary.json")))
+    assert {k: v for k, v in full.items() if k not in TIMING_KEYS} == {
+        k: v for k, v in cut.items() if k not in TIMING_KEYS}
+    (s_full, m_full), (s_cut, m_cut) = _final_toy_state(full_dir, 3), _final_toy_state(cut_dir, 3)
+    assert m_full == m_cut == {"chunks_done": len(PLAN)}
+    jax.tree.map(np.testing.assert_array_equal, s_full, s_cut)
 
 
 def _run_module(args, **kw):
@@ -31,11 +248,9 @@ def _final_params(run_dir):
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
     step = ckpt.latest_step()
     import gymnax
-    import jax
 
     from algos.ppo import make_train
     from envs.task_env import fixed_task_env
-    from experiments.runner import seed_keys
 
     env, params = gymnax.make("CartPole-v1")
     trainer = make_train(config.ppo, fixed_task_env(env, params))
@@ -54,6 +269,8 @@ def test_run_folder_contract(tmp_path):
         assert os.path.exists(os.path.join(run_dir, name)), name
     saved = json.load(open(os.path.join(run_dir, "config.json")))
     assert saved["config"]["seeds"] == 2 and saved["versions"]["jax"]
+    assert saved["unused"] == [] and saved["chunk_plan"] == [16] * 4
+    assert saved["config"]["ppo"]["hidden"] == [64, 64]
     records = read_records(os.path.join(run_dir, "metrics.jsonl"))
     assert [r["chunk"] for r in records] == list(range(config.chunks))
     assert records[-1]["env_steps"] == config.ppo.num_updates * config.ppo.steps_per_update
@@ -63,6 +280,23 @@ def test_run_folder_contract(tmp_path):
     # the run folder is not silently overwritten
     with pytest.raises(FileExistsError):
         ppo_cartpole.main(config)
+
+
+def test_custom_policy_fields_are_recorded_unused():
+    import gymnax
+
+    from algos.ppo import make_train
+    from envs.task_env import fixed_task_env
+    from experiments.ppo_job import ppo_job
+    from experiments.runner import config_record
+
+    config = parse_config(ppo_cartpole.Config, ["--quick"])
+    trainer = make_train(config.ppo, fixed_task_env(*gymnax.make("CartPole-v1")))
+    assert ppo_job("x", trainer).unused == ()
+    job = ppo_job("x", trainer, custom_policy=True)
+    assert job.unused == ("ppo.hidden", "ppo.activation")
+    ppo = config_record(config, job.unused)["ppo"]
+    assert ppo["hidden"] is None and ppo["activation"] is None and ppo["lr"] == config.ppo.lr
 
 
 def test_config_errors():
@@ -101,14 +335,11 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     cut = json.load(open(os.path.join(cut_dir, "summary.json")))
     assert {k: v for k, v in full.items() if k not in TIMING_KEYS} == {
         k: v for k, v in cut.items() if k not in TIMING_KEYS}
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("wall_time_s", "run_time_s")} for r in rs]
-    assert strip(read_records(os.path.join(full_dir, "metrics.jsonl"))) == strip(
+    assert _strip(read_records(os.path.join(full_dir, "metrics.jsonl"))) == _strip(
         read_records(os.path.join(cut_dir, "metrics.jsonl")))
     p_full, meta_full = _final_params(full_dir)
     p_cut, meta_cut = _final_params(cut_dir)
     assert meta_full == meta_cut == {"chunks_done": 24}
-    import jax
-
     jax.tree.map(np.testing.assert_array_equal, p_full, p_cut)
 
 
