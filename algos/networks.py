@@ -30,6 +30,17 @@ from algos.distributions import Categorical, DiagGaussian
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
+def action_head(module: nn.Module, x: jax.Array, action_dim: int, discrete: bool):
+    """The policy head, built inside ``module``'s compact call (so its parameters are the module's
+    own): a linear layer (orthogonal init, gain 0.01) giving Categorical logits, or a diagonal
+    Gaussian mean with a state-independent learned ``log_std`` initialised at 0."""
+    head = nn.Dense(action_dim, kernel_init=nn.initializers.orthogonal(0.01))(x)
+    if discrete:
+        return Categorical(logits=head)
+    log_std = module.param("log_std", nn.initializers.zeros, (action_dim,))
+    return DiagGaussian(mean=head, log_std=jnp.broadcast_to(log_std, head.shape))
+
+
 class ActorCriticMLP(nn.Module):
     """Separate actor and critic MLPs; a Categorical head or a diagonal Gaussian head."""
 
@@ -46,12 +57,7 @@ class ActorCriticMLP(nn.Module):
         a = x
         for width in self.hidden:
             a = act(nn.Dense(width, kernel_init=hidden_init)(a))
-        head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(a)
-        if self.discrete:
-            dist = Categorical(logits=head)
-        else:
-            log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
-            dist = DiagGaussian(mean=head, log_std=jnp.broadcast_to(log_std, head.shape))
+        dist = action_head(self, a, self.action_dim, self.discrete)
         v = x
         for width in self.hidden:
             v = act(nn.Dense(width, kernel_init=hidden_init)(v))
@@ -125,12 +131,7 @@ class RecurrentActorCritic(nn.Module):
         for width in self.head_hidden:
             a = act(nn.Dense(width, kernel_init=hidden_init)(a))
             v = act(nn.Dense(width, kernel_init=hidden_init)(v))
-        head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(a)
-        if self.discrete:
-            dist = Categorical(logits=head)
-        else:
-            log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
-            dist = DiagGaussian(mean=head, log_std=jnp.broadcast_to(log_std, head.shape))
+        dist = action_head(self, a, self.action_dim, self.discrete)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return carry, dist, value[..., 0]
 

@@ -130,7 +130,7 @@ def _recording_teacher(space, cap=512, round_tasks=True):
                 "initial_value": put("initial_value", extras["initial_value"]),
                 "discounted_return": put("discounted_return", extras["discounted_return"])}
 
-    return Teacher(init, sample, update, space, "recorder")
+    return Teacher(init, sample, update, space, "recorder", extras=("initial_value", "discounted_return"))
 
 
 def test_teacher_sees_every_finished_episode_with_its_task():
@@ -292,5 +292,8 @@ def test_config_errors_before_compiling():
         make_train(PPOConfig(lr_schedule="warm"), te)
     with pytest.raises(ValueError, match="different task spaces"):
         make_train(PPOConfig(), te, random_teacher(cartpole_tasks().task_space))
+    recorder = _recording_teacher(countdown_task_env().task_space)._replace(extras=("novelty",))
+    with pytest.raises(ValueError, match="asks for extras"):
+        make_train(PPOConfig(), countdown_task_env(), recorder)
     with pytest.raises(ValueError, match="PPOHyperparams has no fields"):
         PPOHyperparams.from_config(PPOConfig(), learning_rate=1.0)
