@@ -81,8 +81,11 @@ class EnvWrapper(environment.Environment):
     """
 
     def __init__(self, env: Any):
-        check_step_env(env, type(self).__name__)
+        self._check(env)
         self._env = env
+
+    def _check(self, env: Any) -> None:
+        check_step_env(env, type(self).__name__)
 
     @property
     def inner(self) -> Any:
@@ -307,7 +310,7 @@ class AdapterState:
         return _time_of(self.env_state)
 
 
-class GymnaxWrapperAdapter(environment.Environment):
+class GymnaxWrapperAdapter(EnvWrapper):
     """A gymnax environment that only has an auto-resetting 6-value ``reset`` / ``step`` (e.g. gymnax's
     ``purerl`` wrappers: ``FlattenObservationWrapper``, ``LogWrapper``, ``StickyActionWrapper``) as a
     ``step_env / reset_env / is_truncated`` environment.
@@ -320,19 +323,10 @@ class GymnaxWrapperAdapter(environment.Environment):
     ``StickyActionWrapper``'s last action) restarts at every episode boundary.
     """
 
-    def __init__(self, env: Any):
+    def _check(self, env: Any) -> None:
         for method in ("reset", "step"):
             if not callable(getattr(env, method, None)):
                 raise TypeError(f"GymnaxWrapperAdapter: {type(env).__name__} has no {method}()")
-        self._env = env
-
-    @property
-    def inner(self) -> Any:
-        return self._env
-
-    @property
-    def default_params(self) -> Any:
-        return self._env.default_params
 
     def reset_env(self, key: jax.Array, params: Any) -> tuple[jax.Array, Any]:
         obs, state = self._env.reset(key, params)
@@ -359,16 +353,6 @@ class GymnaxWrapperAdapter(environment.Environment):
     def is_truncated(self, state: Any, params: Any) -> jax.Array:
         return state.truncated
 
-    def observation_space(self, params: Any) -> Any:
-        return self._env.observation_space(params)
-
-    def action_space(self, params: Any = None) -> Any:
-        return self._env.action_space(params)
-
     @property
     def name(self) -> str:
         return f"GymnaxWrapperAdapter({type(self._env).__name__})"
-
-    @property
-    def num_actions(self) -> int:
-        return self._env.num_actions

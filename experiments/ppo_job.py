@@ -21,9 +21,6 @@ from algos.ppo import Trainer
 from experiments import plotting
 from experiments.runner import Job, mean_and_std
 
-# PPOConfig fields that only build the default MLP policy: unused under a custom ``policy=``.
-POLICY_FIELDS = ("hidden", "activation")
-
 
 def _reduce(metrics: dict) -> dict:
     episodes = metrics["episodes"].sum(axis=1)  # [S]
@@ -47,16 +44,15 @@ def ppo_job(
     test_tasks: np.ndarray | None = None,
     episodes_per_task: int = 4,
     *,
-    custom_policy: bool = False,
     unused: Sequence[str] = (),
 ) -> Job:
     """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set after
     every chunk: a task is mastered when its mean score over ``episodes_per_task`` greedy episodes
     (different initial states) reaches the environment's ``mastery_score``.
 
-    ``unused``: dotted config fields the run does not use (:attr:`Job.unused`); ``custom_policy``
-    (the trainer was given its own ``policy=``) adds the MLP fields ``ppo.hidden`` and
-    ``ppo.activation`` of the experiment's ``ppo: PPOConfig``.
+    ``unused``: dotted config fields the run does not use (:attr:`Job.unused`); the PPO fields the
+    trainer ignored (``Trainer.unused_config``, e.g. the MLP's under a custom ``policy=``) are added
+    as ``ppo.<field>`` of the experiment's ``ppo: PPOConfig``.
     """
     config = trainer.config
     task_env = trainer.task_env
@@ -112,5 +108,5 @@ def ppo_job(
         curves=curves,
         evaluate=evaluate,
         extra_plots=extra_plots,
-        unused=(*unused, *(f"ppo.{f}" for f in POLICY_FIELDS if custom_policy)),
+        unused=(*unused, *(f"ppo.{f}" for f in trainer.unused_config)),
     )

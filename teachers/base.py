@@ -16,8 +16,7 @@
   extra-args transforms: ``initial_value`` (the critic's V at the episode's first observation) and
   ``discounted_return`` (sum of gamma^t r_t over the episode), each ``[n]``. Every ``update`` accepts
   ``**extras``; a teacher names the ones it reads in ``Teacher.extras`` and the trainer computes and
-  passes those (computing them costs PPO about 8 % of its steps/s on a 2-core CPU, so a teacher that
-  reads none does not pay for them).
+  passes those, so a teacher that reads none does not pay for them (benchmarks/RESULTS.md).
 * ``n`` is static (a Python int). All functions are jittable and vmappable over seeds.
 """
 

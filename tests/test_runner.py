@@ -285,6 +285,7 @@ def test_run_folder_contract(tmp_path):
 def test_custom_policy_fields_are_recorded_unused():
     import gymnax
 
+    from algos.networks import mlp_policy
     from algos.ppo import make_train
     from envs.task_env import fixed_task_env
     from experiments.ppo_job import ppo_job
@@ -293,7 +294,9 @@ def test_custom_policy_fields_are_recorded_unused():
     config = parse_config(ppo_cartpole.Config, ["--quick"])
     trainer = make_train(config.ppo, fixed_task_env(*gymnax.make("CartPole-v1")))
     assert ppo_job("x", trainer).unused == ()
-    job = ppo_job("x", trainer, custom_policy=True)
+    custom = make_train(config.ppo, fixed_task_env(*gymnax.make("CartPole-v1")),
+                        policy=mlp_policy(2, True, (32,)))
+    job = ppo_job("x", custom)
     assert job.unused == ("ppo.hidden", "ppo.activation")
     ppo = config_record(config, job.unused)["ppo"]
     assert ppo["hidden"] is None and ppo["activation"] is None and ppo["lr"] == config.ppo.lr
