@@ -27,7 +27,7 @@ import numpy as np
 
 from algos.distributions import Categorical, DiagGaussian
 
-ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "leaky_relu": nn.leaky_relu}
 
 
 def action_head(module: nn.Module, x: jax.Array, action_dim: int, discrete: bool):
@@ -118,19 +118,21 @@ class RecurrentActorCritic(nn.Module):
     encoder: Sequence[int] = (64,)
     head_hidden: Sequence[int] = ()
     activation: str = "tanh"
+    head_gain: float = float(np.sqrt(2))
 
     @nn.compact
     def __call__(self, carry, obs: jax.Array, reset: jax.Array):
         act = ACTIVATIONS[self.activation]
         hidden_init = nn.initializers.orthogonal(np.sqrt(2))
+        head_init = nn.initializers.orthogonal(self.head_gain)
         x = obs.reshape(obs.shape[:2] + (-1,))
         for width in self.encoder:
             x = act(nn.Dense(width, kernel_init=hidden_init)(x))
         carry, y = self.core(carry, (x, reset))
         a, v = y, y
         for width in self.head_hidden:
-            a = act(nn.Dense(width, kernel_init=hidden_init)(a))
-            v = act(nn.Dense(width, kernel_init=hidden_init)(v))
+            a = act(nn.Dense(width, kernel_init=head_init)(a))
+            v = act(nn.Dense(width, kernel_init=head_init)(v))
         dist = action_head(self, a, self.action_dim, self.discrete)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return carry, dist, value[..., 0]
@@ -143,17 +145,19 @@ def recurrent_policy(
     encoder: Sequence[int] = (64,),
     head_hidden: Sequence[int] = (),
     activation: str = "tanh",
+    head_gain: float = float(np.sqrt(2)),
 ) -> Policy:
     """Turn a memory core (``memory/``) into a recurrent :class:`Policy` (time-major inputs).
 
     ``core(carry, (x [T, B, F], reset [T, B])) -> (carry, y [T, B, H])`` must reset its carry where
     ``reset`` is set before reading ``x``; ``core.initial_carry(batch)`` gives the carry of a fresh
     episode. The task is not read (append it to the observation with ``PPOConfig.context_in_obs``).
+    ``head_gain`` is the orthogonal-init gain of the actor and critic hidden layers (popjaxrl: 2).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; known: {sorted(ACTIVATIONS)}")
     module = RecurrentActorCritic(core, action_dim, discrete, tuple(encoder), tuple(head_hidden),
-                                  activation)
+                                  activation, head_gain)
 
     def init(key, obs_example, task_example):
         del task_example

@@ -39,6 +39,8 @@ class Args:
     """an existing checkout of the baseline revision"""
     rounds: int = 2
     """turns per tree and variant (each a fresh process, best of 2 timed runs)"""
+    policies: tuple[Literal["mlp", "gru"], ...] = ("mlp", "gru")
+    """measure only the preset's variants of these policies"""
 
 
 def export_revision(rev: str) -> str:
@@ -67,6 +69,8 @@ def main(args: Args) -> dict:
     baseline = os.path.abspath(args.baseline_dir or export_revision(args.baseline_rev))
     rows = []
     for policy, seeds, envs, steps in PRESETS[args.preset]:
+        if policy not in args.policies:
+            continue
         spec = {"policy": policy, "seeds": seeds, "envs": envs, "steps": steps}
         best = {"this": None, "baseline": None}
         for _ in range(args.rounds):

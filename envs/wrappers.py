@@ -157,8 +157,13 @@ class ObservePreviousActionReward(EnvWrapper):
     As POPGym / popjaxrl agents see it: the previous action is one-hot for a ``Discrete`` action space
     and the raw (flattened) action for a ``Box``; ``first`` is 1.0 at the first observation of an
     episode, where the previous action and reward are zeros. The inner observation is flattened.
-    ``is_truncated`` reads the inner state.
+    ``is_truncated`` reads the inner state. ``reward=False`` leaves the reward out (``[obs, previous
+    action, first]``, popjaxrl's ``AliasPrevActionV2``).
     """
+
+    def __init__(self, env: Any, reward: bool = True):
+        super().__init__(env)
+        self._with_reward = reward
 
     def _action_dim(self, params: Any) -> int:
         space = self._env.action_space(params)
@@ -177,12 +182,12 @@ class ObservePreviousActionReward(EnvWrapper):
         self._action_dim(params)  # raises for spaces other than Discrete and Box
         return jnp.reshape(jnp.asarray(action, jnp.float32), (-1,))
 
-    @staticmethod
-    def _obs(obs: jax.Array, state: PreviousActionRewardState) -> jax.Array:
+    def _obs(self, obs: jax.Array, state: PreviousActionRewardState) -> jax.Array:
+        reward = [state.prev_reward[None]] if self._with_reward else []
         return jnp.concatenate([
             jnp.reshape(obs, (-1,)).astype(jnp.float32),
             state.prev_action,
-            state.prev_reward[None],
+            *reward,
             state.first[None],
         ])
 
@@ -219,7 +224,7 @@ class ObservePreviousActionReward(EnvWrapper):
             a_low, a_high = jnp.zeros((n,), jnp.float32), jnp.ones((n,), jnp.float32)
         else:
             a_low, a_high = _flat_bounds(space)
-        inf = jnp.full((1,), jnp.inf, jnp.float32)
+        inf = jnp.full((1,) if self._with_reward else (0,), jnp.inf, jnp.float32)
         low = jnp.concatenate([low, a_low, -inf, jnp.zeros((1,), jnp.float32)])
         high = jnp.concatenate([high, a_high, inf, jnp.ones((1,), jnp.float32)])
         return spaces.Box(low, high, (int(low.shape[0]),), jnp.float32)

@@ -3,7 +3,8 @@
 Shared by every PPO experiment: per-chunk metrics (mean episodic return and score of the episodes
 that finished, losses, the histogram of tasks the teacher handed out), optional evaluation on a fixed
 test set of tasks (mastery = score >= the environment's ``mastery_score``), and the summary keys
-``final_return`` / ``final_return_std`` (and ``mastered_pct`` / ``mastered_pct_std`` with a test set).
+``final_return`` / ``final_return_std``, ``mmer`` / ``mmer_std`` (POPGym's max-mean episodic return:
+per seed the best update's mean return, then mean and std across seeds) (and ``mastered_pct`` / ``mastered_pct_std`` with a test set).
 The job's chunk is ``trainer.train_chunk(state, num_updates, active)``: a chunk plan of uneven chunks
 compiles once (see :class:`experiments.runner.Job`).
 """
@@ -22,10 +23,19 @@ from experiments import plotting
 from experiments.runner import Job, mean_and_std
 
 
+def best_update_return(metrics: dict) -> np.ndarray:
+    """Per seed, the highest mean episodic return of one update's finished episodes in this chunk
+    (updates where no episode finished are skipped; a chunk without any falls back to 0)."""
+    per_update = metrics["return_sum"] / np.maximum(metrics["episodes"], 1)  # [S, K]
+    masked = np.where(metrics["episodes"] > 0, per_update, -np.inf).max(axis=1)
+    return np.where(np.isfinite(masked), masked, 0.0)
+
+
 def _reduce(metrics: dict) -> dict:
     episodes = metrics["episodes"].sum(axis=1)  # [S]
     out = {
         "episodic_return": metrics["return_sum"].sum(axis=1) / np.maximum(episodes, 1),
+        "best_update_return": best_update_return(metrics),
         "score": metrics["score_sum"].sum(axis=1) / np.maximum(episodes, 1),
         "episode_length": metrics["length_sum"].sum(axis=1) / np.maximum(episodes, 1),
         "episodes": episodes,
@@ -76,7 +86,10 @@ def ppo_job(
 
     def summarise(records, final_state):
         ret, ret_std = mean_and_std(records, "episodic_return")
-        summary = {"final_return": ret, "final_return_std": ret_std}
+        # POPGym's MMER: per seed, the max over updates of the update's mean episodic return
+        mmer = np.max([np.asarray(r["best_update_return"], np.float64) for r in records], axis=0)
+        summary = {"final_return": ret, "final_return_std": ret_std,
+                   "mmer": float(mmer.mean()), "mmer_std": float(mmer.std())}
         if test_tasks is not None:
             m, s = mean_and_std(records, "mastered_pct")
             summary.update(mastered_pct=m, mastered_pct_std=s)

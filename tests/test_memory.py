@@ -26,3 +26,28 @@ def test_gru_whole_sequence_equals_step_by_step_with_resets():
     if reset[t0, 0]:
         _, y_cut = core.apply(params, core.initial_carry(B), (x[t0:], jnp.ones_like(reset[t0:]).at[1:].set(reset[t0 + 1:])))
         np.testing.assert_allclose(y_cut[:, 0], y_all[t0:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_gru_equals_flax_gru_cell_step_by_step():
+    """The fused GRU computes nn.GRUCell's recurrence (the oracle) with the mapped parameters."""
+    from memory.gru import gru_cell_params
+    import flax.linen as nn
+
+    core = GRU(6)
+    T, B, F = 9, 4, 3
+    kx, kr, kp, kh = jax.random.split(jax.random.PRNGKey(1), 4)
+    x = jax.random.normal(kx, (T, B, F))
+    reset = jax.random.bernoulli(kr, 0.3, (T, B))
+    params = core.init(kp, core.initial_carry(B), (x[:1], reset[:1]))
+    # non-zero biases so that every bias is checked
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(kh, p.shape), params)
+    h0 = jax.random.normal(kh, (B, 6))
+    carry, y = core.apply(params, h0, (x, reset))
+    cell, cell_params = nn.GRUCell(features=6), gru_cell_params(params)
+    h, ys = h0, []
+    for t in range(T):
+        h = jnp.where(reset[t][:, None], 0.0, h)
+        h, _ = cell.apply(cell_params, h, x[t])
+        ys.append(h)
+    np.testing.assert_allclose(y, np.stack(ys), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(carry, h, rtol=1e-5, atol=1e-6)

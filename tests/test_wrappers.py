@@ -278,3 +278,17 @@ def test_cue_grid_optimal_policy_needs_the_previous_action():
     ep = run(jax.random.PRNGKey(0), True)  # always "right": all or nothing, by the cue's side
     returns = np.asarray(ep.episodic_return)[np.asarray(ep.done)]
     assert set(np.unique(returns).tolist()) == {0.0, float(length)}
+
+
+def test_previous_action_without_reward_is_popjaxrl_layout():
+    """``reward=False``: ``[obs, previous action, first]`` (popjaxrl's AliasPrevActionV2), the same
+    values as the full layout with the reward column removed."""
+    import functools
+
+    full = rollout(ticker_task_env().wrap(ObservePreviousActionReward), TASKS, ACTIONS)
+    short_env = ticker_task_env().wrap(functools.partial(ObservePreviousActionReward, reward=False))
+    assert short_env.observation_shape() == (4 + 3 + 1,)
+    assert short_env.observation_space().shape == (8,)
+    short = rollout(short_env, TASKS, ACTIONS)
+    for g, s in zip(full, short):
+        np.testing.assert_array_equal(np.delete(np.asarray(g["obs"]), -2), s["obs"])
