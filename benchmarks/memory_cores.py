@@ -48,6 +48,9 @@ class Args:
     """stacked S5 layers (default 4; --quick: 2)"""
     cores: tuple[str, ...] = ("s5-parallel", "s5-step", "gru", "lstm")
     measures: tuple[str, ...] = ("fwd_bwd",)
+    """fwd_bwd (a core over whole sequences) and/or ppo (recurrent-PPO env steps/s on --ppo-env)"""
+    ppo_env: str = "RepeatPreviousEasy"
+    ppo_updates: int = 2
     repeats: int = 5
     """timed calls after the warm-up (the median is reported)"""
     quick: bool = False
@@ -129,14 +132,62 @@ def measure_fwd_bwd(name: str, core, sizes: Sizes, args: Args) -> list[dict]:
     return rows
 
 
-MEASURES: dict[str, Callable[[str, Any, Sizes, Args], list[dict]]] = {"fwd_bwd": measure_fwd_bwd}
+def measure_ppo(name: str, core, sizes: Sizes, args: Args) -> list[dict]:
+    """Recurrent-PPO env steps/s with this core on one POPGym task (``--ppo-env``), the paper's
+    settings (64 envs x 1024 steps, 30 epochs x 8 minibatches; ``--quick``: 8 x 64, 2 x 2) for
+    ``--ppo-updates`` updates; one row, ``median_s`` = seconds per update."""
+    import functools
+
+    from algos.networks import recurrent_policy
+    from algos.ppo import action_spec, make_train
+    from algos.presets import ppo_preset
+    from envs.popgym import popgym_task_env
+    from envs.wrappers import ObservePreviousActionReward
+
+    envs_, steps, epochs, mbs = (8, 64, 2, 2) if args.quick else (64, 1024, 30, 8)
+    config = ppo_preset("popjaxrl_popgym", num_envs=envs_, num_steps=steps, update_epochs=epochs,
+                        num_minibatches=mbs, total_timesteps=args.ppo_updates * envs_ * steps)
+    task_env = popgym_task_env(args.ppo_env).wrap(functools.partial(ObservePreviousActionReward, reward=False))
+    action_dim, discrete, _, _ = action_spec(task_env)
+    policy = recurrent_policy(core, action_dim, discrete, encoder=(128, sizes.width), head_hidden=(128, 128),
+                              activation="leaky_relu", head_gain=2.0)
+    trainer = make_train(config, task_env, policy=policy)
+    # every metric and the final parameters out, so that XLA cannot prune the learning
+    def run(key):
+        state, metrics = trainer.train(key)
+        return jax.tree.map(jnp.sum, (state.train_state.params, metrics))
+
+    fn = jax.jit(run)
+    key = jax.random.PRNGKey(args.seed)
+    row = {"measure": "ppo", "core": name, "length": steps, "batch": envs_, "width": sizes.width,
+           "env": args.ppo_env, "updates": args.ppo_updates}
+    try:
+        t0 = time.perf_counter()
+        compiled = fn.lower(key).compile()
+        row["compile_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(key))
+        run_s = time.perf_counter() - t0
+        row.update(median_s=run_s / args.ppo_updates, min_s=run_s / args.ppo_updates,
+                   steps_per_s=config.num_updates * config.steps_per_update / run_s)
+        row["n_params"] = _n_params(trainer.init(key).train_state.params)
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        row["n_params"] = 0
+    rows = [row]
+    print(_row_line(row), flush=True)
+    return rows
+
+
+MEASURES: dict[str, Callable[[str, Any, Sizes, Args], list[dict]]] = {"fwd_bwd": measure_fwd_bwd,
+                                                                      "ppo": measure_ppo}
 
 
 def _row_line(row: dict) -> str:
     if "error" in row:
         return f"{row['measure']} {row['core']} T={row['length']}: {row['error']}"
     return (f"{row['measure']} {row['core']} T={row['length']}: {row['median_s'] * 1e3:.2f} ms, "
-            f"compile {row['compile_s']:.2f} s")
+            f"{row['steps_per_s']:,.0f} steps/s, compile {row['compile_s']:.2f} s")
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -44,6 +44,7 @@ class Args:
 def probe(spec: dict) -> dict:
     """One curriculax run (in this process): the experiments.popgym trainer for ``spec``."""
     import jax
+    import jax.numpy as jnp
     import numpy as np
 
     from experiments.popgym import Config, popgym_trainer
@@ -53,13 +54,17 @@ def probe(spec: dict) -> dict:
                               total_timesteps=spec["updates"] * spec["num_envs"] * spec["num_steps"],
                               update_epochs=spec["epochs"], num_minibatches=spec["minibatches"])
     trainer = popgym_trainer(dataclasses.replace(base, ppo=ppo), spec["env"], spec["arch"])
-    fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]))
+    def run(key):  # the final parameters too, as the popjaxrl probe does
+        state, metrics = trainer.train(key)
+        return metrics, jax.tree.map(jnp.sum, state.train_state.params)
+
+    fn = jax.jit(jax.vmap(run))
     keys = jax.random.split(jax.random.PRNGKey(42), spec["seeds"])
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = jax.block_until_ready(compiled(keys))
+    metrics, _ = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - t0
     last = np.asarray(metrics["return_sum"])[:, -1] / np.maximum(np.asarray(metrics["episodes"])[:, -1], 1)
     steps = spec["seeds"] * spec["updates"] * spec["num_envs"] * spec["num_steps"]

@@ -133,13 +133,17 @@ def main(spec: dict) -> dict:
         "S5_ACTIVATION": "full_glu", "S5_DO_NORM": False, "S5_PRENORM": False, "S5_DO_GTRXL_NORM": False,
     }
     make_train = {"s5": ppo_s5.make_train, "gru": ppo_gru.make_train}[spec["arch"]]
-    fn = jax.jit(jax.vmap(lambda k: make_train(dict(config))(k)[1]))
+    def run(key):  # the final runner state too, so that XLA cannot prune the last update's learning
+        runner_state, metric = make_train(dict(config))(key)
+        return metric, jax.tree.map(jnp.sum, runner_state[0].params)
+
+    fn = jax.jit(jax.vmap(run))
     keys = jax.random.split(jax.random.PRNGKey(42), spec["seeds"])
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metric = jax.block_until_ready(compiled(keys))
+    metric, _ = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - t0
     steps = spec["seeds"] * spec["updates"] * num_envs * num_steps
     return {**spec, "impl": "popjaxrl", "steps_per_s": steps / run_s, "run_s": run_s, "compile_s": compile_s,

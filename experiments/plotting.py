@@ -90,3 +90,23 @@ def plot_task_maps(
     bar.ax.tick_params(labelsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_trial_returns(path: str, per_trial: dict[str, np.ndarray], title: str) -> str:
+    """Return per trial index of a meta-episode: one line per split (mean over seeds, band of one std);
+    ``per_trial[split]`` is ``[seeds, trials]``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (split, y) in enumerate(per_trial.items()):
+        trials = np.arange(y.shape[1])
+        mean, std = y.mean(axis=0), y.std(axis=0)
+        ax.plot(trials, mean, marker="o", color=f"C{i}", label=f"{split} ({y.shape[0]} seeds)")
+        ax.fill_between(trials, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("trial index within the meta-episode")
+    ax.set_ylabel("trial return")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
