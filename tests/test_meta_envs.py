@@ -376,3 +376,24 @@ def test_same_initial_state_restarts():
     assert r["info"]["trial_done"][[5, 11, 17]].all() and r["info"]["trial_done"][:18].sum() == 3 * MP_B
     for t in (5, 11, 17):  # the first observation of every trial equals trial 0's
         np.testing.assert_allclose(r["obs"][t, :, :12], np.asarray(obs0)[:, :12], atol=1e-6)
+
+
+def test_memory_chain_rewards_naming_the_context_after_memory_length_steps():
+    """bsuite memory length through the POPGym registry: answering the first observation's context
+    bit at the end returns +1, the other answer -1, after exactly L + 1 steps, never truncated."""
+    from envs.popgym import make_popgym
+
+    for length in (4, 64):
+        env = make_popgym(f"MemoryChain{length}")
+        params = env.default_params
+        for answer_right in (True, False):
+            obs, state = env.reset_env(jax.random.PRNGKey(length), params)
+            context = int(obs[2] > 0)  # obs[2] = 2 * context - 1 at t = 0
+            total, steps, done = 0.0, 0, False
+            while not done:
+                action = context if answer_right else 1 - context
+                obs, state, reward, terminated, _ = env.step_env(jax.random.PRNGKey(0), state, action, params)
+                assert not bool(env.is_truncated(state, params))
+                total, steps, done = total + float(reward), steps + 1, bool(terminated)
+            assert steps == length + 1
+            assert total == (1.0 if answer_right else -1.0)

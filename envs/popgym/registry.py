@@ -20,6 +20,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "envs.popgym.concentration",
     "envs.popgym.count_recall",
     "envs.popgym.higher_lower",
+    "envs.popgym.memory_chain",
     "envs.popgym.meta_cartpole",
     "envs.popgym.minesweeper",
     "envs.popgym.multiarmed_bandit",
