@@ -89,7 +89,7 @@ def popgym_trainer(config: Config, env_name: str, core_name: str) -> Trainer:
 
 def popgym_job(config: Config, env_name: str, core_name: str):
     trainer = popgym_trainer(config, env_name, core_name)
-    unused = ["env", "core"] if config.envs or config.cores else ["envs", "cores"]
+    unused = ["env" if config.envs else "envs", "core" if config.cores else "cores"]
     if core_name != "s5":
         unused.append("s5_layers")
     return ppo_job(f"popgym-{env_name}-{core_name}", trainer, unused=unused)
