@@ -20,7 +20,6 @@ return at the end), ``train_trial_returns`` / ``heldout_trial_returns`` (mean re
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 

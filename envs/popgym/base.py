@@ -49,3 +49,37 @@ class PopGymEnv(environment.Environment):
     @property
     def name(self) -> str:
         return type(self).__name__
+
+
+class GaussianObservationNoise:
+    """Mixin for POPGym's noisy variants (``NoisyPositionOnly*``): ``clip(obs + noise, -bound, bound)``
+    on the reset observation and on every step observation, ``noise = sigma * N(0, 1)``.
+
+    The noise of a step is :meth:`noise` of the step key (of the second half of the reset key at a
+    reset), so a test can rebuild it and compare the noiseless part with the original. Put it before
+    the noiseless environment class (``class Noisy(GaussianObservationNoise, Stateless)``) and set
+    ``noise_sigma``; the subclass gives :meth:`noise_bound`.
+    """
+
+    noise_sigma: float
+
+    def noise_bound(self) -> jax.Array:
+        raise NotImplementedError
+
+    def noise(self, key: jax.Array) -> jax.Array:
+        """The observation noise drawn from ``key``: ``sigma * N(0, 1)``, float32."""
+        shape = self.noise_bound().shape
+        return (self.noise_sigma * jax.random.normal(key, shape)).astype(jnp.float32)
+
+    def add_noise(self, obs: jax.Array, noise: jax.Array) -> jax.Array:
+        bound = self.noise_bound()
+        return jnp.clip(obs + noise, -bound, bound)
+
+    def reset_env(self, key: jax.Array, params: Any):
+        key_state, key_noise = jax.random.split(key)
+        obs, state = super().reset_env(key_state, params)
+        return self.add_noise(obs, self.noise(key_noise)), state
+
+    def step_env(self, key: jax.Array, state: Any, action: Any, params: Any):
+        obs, state, reward, terminated, info = super().step_env(key, state, action, params)
+        return self.add_noise(obs, self.noise(key)), state, reward, terminated, info

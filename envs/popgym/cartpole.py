@@ -55,7 +55,7 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 from gymnax.environments.classic_control import cartpole as gx_cartpole
 
-from envs.popgym.base import PopGymEnv, PopGymParams
+from envs.popgym.base import GaussianObservationNoise, PopGymEnv, PopGymParams
 
 # The hidden state: gymnax's CartPole state (x, x_dot, theta, theta_dot, time = number of steps).
 CartPoleState = gx_cartpole.EnvState
@@ -137,7 +137,7 @@ class VelocityOnlyCartPole(StatelessCartPole):
         return jnp.full((2,), jnp.inf, jnp.float32)
 
 
-class NoisyStatelessCartPole(StatelessCartPole):
+class NoisyStatelessCartPole(GaussianObservationNoise, StatelessCartPole):
     """StatelessCartPole with Gaussian observation noise, clipped to the observation bounds (the
     original's ``NoisyPositionOnlyCartPole``)."""
 
@@ -145,24 +145,8 @@ class NoisyStatelessCartPole(StatelessCartPole):
         super().__init__(max_episode_length=max_episode_length)
         self.noise_sigma = float(noise_sigma)
 
-    def noise(self, key: jax.Array) -> jax.Array:
-        """The observation noise drawn from ``key``: ``sigma * N(0, 1)``, float32, shape (2,)."""
-        return (self.noise_sigma * jax.random.normal(key, (2,))).astype(jnp.float32)
-
-    def add_noise(self, obs: jax.Array, noise: jax.Array) -> jax.Array:
-        high = self._obs_high()
-        return jnp.clip(obs + noise, -high, high)
-
-    def reset_env(self, key: jax.Array, params: PopGymParams) -> tuple[jax.Array, CartPoleState]:
-        key_state, key_noise = jax.random.split(key)
-        obs, state = super().reset_env(key_state, params)
-        return self.add_noise(obs, self.noise(key_noise)), state
-
-    def step_env(
-        self, key: jax.Array, state: CartPoleState, action: Any, params: PopGymParams
-    ) -> tuple[jax.Array, CartPoleState, jax.Array, jax.Array, dict]:
-        obs, state, reward, terminated, info = super().step_env(key, state, action, params)
-        return self.add_noise(obs, self.noise(key)), state, reward, terminated, info
+    def noise_bound(self) -> jax.Array:
+        return self._obs_high()
 
 
 VARIANTS = {

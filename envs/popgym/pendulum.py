@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 from gymnax.environments.classic_control import pendulum as gx_pendulum
 
-from envs.popgym.base import PopGymEnv, PopGymParams
+from envs.popgym.base import GaussianObservationNoise, PopGymEnv, PopGymParams
 
 # The hidden state: gymnax's Pendulum state (theta, theta_dot, last_u, time = number of steps).
 PendulumState = gx_pendulum.EnvState
@@ -103,7 +103,7 @@ class StatelessPendulum(PopGymEnv):
         return 1
 
 
-class NoisyStatelessPendulum(StatelessPendulum):
+class NoisyStatelessPendulum(GaussianObservationNoise, StatelessPendulum):
     """StatelessPendulum with Gaussian observation noise, clipped to [-1, 1] (the original's
     ``NoisyPositionOnlyPendulum``)."""
 
@@ -111,23 +111,8 @@ class NoisyStatelessPendulum(StatelessPendulum):
         super().__init__(max_episode_length=max_episode_length)
         self.noise_sigma = float(noise_sigma)
 
-    def noise(self, key: jax.Array) -> jax.Array:
-        """The observation noise drawn from ``key``: ``sigma * N(0, 1)``, float32, shape (2,)."""
-        return (self.noise_sigma * jax.random.normal(key, (2,))).astype(jnp.float32)
-
-    def add_noise(self, obs: jax.Array, noise: jax.Array) -> jax.Array:
-        return jnp.clip(obs + noise, -1.0, 1.0)
-
-    def reset_env(self, key: jax.Array, params: PopGymParams) -> tuple[jax.Array, PendulumState]:
-        key_state, key_noise = jax.random.split(key)
-        obs, state = super().reset_env(key_state, params)
-        return self.add_noise(obs, self.noise(key_noise)), state
-
-    def step_env(
-        self, key: jax.Array, state: PendulumState, action: Any, params: PopGymParams
-    ) -> tuple[jax.Array, PendulumState, jax.Array, jax.Array, dict]:
-        obs, state, reward, terminated, info = super().step_env(key, state, action, params)
-        return self.add_noise(obs, self.noise(key)), state, reward, terminated, info
+    def noise_bound(self) -> jax.Array:
+        return jnp.ones((2,), jnp.float32)
 
 
 VARIANTS = {
