@@ -44,6 +44,8 @@ class Config(RunConfig):
     hidden: int = 256
     """width of the memory core (S5 d_model, GRU/LSTM units, the MLP baseline's layer)"""
     s5_layers: int = 4
+    s5_mode: str = "parallel"
+    """S5 recurrence: parallel (associative scan, fast on a GPU) or step (lax.scan, faster on a CPU)"""
     encoder: tuple[int, ...] = (128, 256)
     head_hidden: tuple[int, ...] = (128, 128)
     ppo: PPOConfig = ppo_preset("popjaxrl_popgym")
@@ -69,12 +71,14 @@ class Config(RunConfig):
                 raise ValueError(f"unknown core {core!r}; known: {list(CORE_NAMES)}")
         if self.hidden < 1 or self.s5_layers < 1:
             raise ValueError("--hidden and --s5-layers must be >= 1")
+        if self.s5_mode not in ("parallel", "step"):
+            raise ValueError(f"--s5-mode must be parallel or step, got {self.s5_mode!r}")
         self.ppo.validate()
 
 
 def core_for(config: Config, name: str):
     if name == "s5":
-        return make_core("s5", config.hidden, n_layers=config.s5_layers)
+        return make_core("s5", config.hidden, n_layers=config.s5_layers, mode=config.s5_mode)
     return make_core(name, config.hidden)
 
 
@@ -91,7 +95,7 @@ def popgym_job(config: Config, env_name: str, core_name: str):
     trainer = popgym_trainer(config, env_name, core_name)
     unused = ["env" if config.envs else "envs", "core" if config.cores else "cores"]
     if core_name != "s5":
-        unused.append("s5_layers")
+        unused += ["s5_layers", "s5_mode"]
     return ppo_job(f"popgym-{env_name}-{core_name}", trainer, unused=unused)
 
 

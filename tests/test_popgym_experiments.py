@@ -18,6 +18,7 @@ TINY_PPO = ["--ppo.num-envs", "4", "--ppo.num-steps", "64", "--ppo.total-timeste
     (["--envs", "StatelessCartPoleEasy", "Nope"], "unknown POPGym environment"),
     (["--core", "transformer"], "unknown core"),
     (["--hidden", "0"], "--hidden"),
+    (["--s5-mode", "fast"], "--s5-mode"),
 ])
 def test_popgym_refuses_bad_input(argv, match):
     with pytest.raises(ValueError, match=match):
