@@ -3,7 +3,7 @@ Reinforcement Learning"; ``luchris429/popjaxrl``, ``run_popgym.py``) ran it.
 
     python -m experiments.popgym --env RepeatPreviousHard --core s5 --seeds 8
     python -m experiments.popgym --envs StatelessCartPoleHard RepeatPreviousHard --cores s5 gru mlp
-    python -m experiments.popgym --quick            # CPU-sized, RepeatFirstEasy, a few minutes
+    python -m experiments.popgym --quick            # CPU-sized: GRU 64 on RepeatFirstEasy, under a minute
 
 Every setting of the paper is the default: PPO ``popjaxrl_popgym`` (``algos/presets.py``), the memory
 core between an encoder Dense 128 -> Dense 256 and actor/critic heads Dense 128 -> Dense 128 (LeakyReLU,
@@ -26,9 +26,7 @@ from envs.popgym import popgym_names, popgym_task_env
 from envs.wrappers import ObservePreviousActionReward
 from experiments.ppo_job import ppo_job
 from experiments.runner import RunConfig, parse_config, run_many
-from memory import make_core
-
-CORE_NAMES = ("s5", "gru", "lstm", "mlp")
+from memory import CORES, make_core
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +36,7 @@ class Config(RunConfig):
     envs: tuple[str, ...] = ()
     """several environments in one run folder (one child per environment and core)"""
     core: str = "s5"
-    """memory core: s5, gru, lstm or mlp (memory-less), used when --cores is empty"""
+    """memory core of memory.CORES (s5, gru, lstm, mlp = memory-less), used when --cores is empty"""
     cores: tuple[str, ...] = ()
     """several cores in one run folder"""
     hidden: int = 256
@@ -67,8 +65,8 @@ class Config(RunConfig):
             if env not in known:
                 raise ValueError(f"unknown POPGym environment {env!r}; known: {known}")
         for core in self.cores or (self.core,):
-            if core not in CORE_NAMES:
-                raise ValueError(f"unknown core {core!r}; known: {list(CORE_NAMES)}")
+            if core not in CORES:
+                raise ValueError(f"unknown core {core!r}; known: {sorted(CORES)}")
         if self.hidden < 1 or self.s5_layers < 1:
             raise ValueError("--hidden and --s5-layers must be >= 1")
         if self.s5_mode not in ("parallel", "step"):
