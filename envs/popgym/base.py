@@ -64,7 +64,8 @@ class GaussianObservationNoise:
     noise_sigma: float
 
     def noise_bound(self) -> jax.Array:
-        raise NotImplementedError
+        """The clip bound ``[obs_dim]`` of the noisy observation; every noisy variant defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define noise_bound() (abstract hook)")
 
     def noise(self, key: jax.Array) -> jax.Array:
         """The observation noise drawn from ``key``: ``sigma * N(0, 1)``, float32."""
