@@ -36,10 +36,14 @@ def evaluate_tasks(
     num_tasks = tasks.shape[0]
     tasks = jnp.repeat(tasks, episodes_per_task, axis=0)
     env = TaskAutoReset(task_env)
-    space = task_env.action_space()
-    clip = (lambda a: a) if isinstance(space, spaces.Discrete) else (
-        lambda a: jnp.clip(a, space.low, space.high)
-    )
+    discrete = isinstance(task_env.action_space(), spaces.Discrete)
+
+    def clip(action, task):  # to the bounds of each episode's own task
+        if discrete:
+            return action
+        low, high = jax.vmap(task_env.action_bounds)(task)
+        return jnp.clip(action, low, high)
+
     m = tasks.shape[0]
     key, k_reset = jax.random.split(key)
     obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, m), tasks)
@@ -49,7 +53,7 @@ def evaluate_tasks(
         obs, state, carry, reset, finished, ret, key = c
         key, k_act, k_step = jax.random.split(key, 3)
         carry, dist, _ = policy_step(policy, params, carry, obs, reset, state.task)
-        action = clip(dist.mode() if deterministic else dist.sample(k_act))
+        action = clip(dist.mode() if deterministic else dist.sample(k_act), state.task)
         obs, state, reward, term, trunc, _ = jax.vmap(env.step)(
             jax.random.split(k_step, m), state, action, tasks
         )

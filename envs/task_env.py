@@ -99,7 +99,19 @@ class TaskEnv:
         return self.env.observation_space(self.default_task_params())
 
     def action_space(self):
+        """The action space under the default task's params: its type and shape (the same for every
+        task); for the bounds of a task see :meth:`action_bounds`."""
         return self.env.action_space(self.default_task_params())
+
+    def action_bounds(self, task: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(low, high)`` of a continuous (``Box``) action space under ``params_for(task)``, broadcast
+        to the action shape: bounds that follow the task (Pendulum's ``max_torque``). Pure and
+        vmappable; PPO's rollout and the evaluation clip sampled actions to them."""
+        space = self.env.action_space(self.params_for(task))
+        shape = tuple(self.action_space().shape)
+        low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape)
+        high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
+        return low, high
 
     def wrap(self, *wrappers: Callable[[Any], Any]) -> TaskEnv:
         """This task environment with ``env`` wrapped: ``wrap(A, B)`` steps ``B(A(env))``.

@@ -3,36 +3,150 @@
 A checkpoint holds the whole training state (parameters, optimiser, environments, teacher, PRNG keys)
 and a small JSON record (which chunk it ends). Restoring into a freshly initialised state of the same
 structure gives back the exact arrays, with that state's shardings.
+
+Every checkpoint carries a manifest, ``<step>/curriculax_sha256.json``: the SHA-256 of every file orbax
+wrote, taken once the save has finished. :meth:`Checkpointer.restore_latest` verifies it before
+restoring and falls back to the newest checkpoint that verifies (an emptied step folder, a truncated
+file or one flipped bit is *damaged*, not silently restored); checkpoints newer than the one restored
+are deleted, because orbax refuses to save a step at or below its latest one.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+MANIFEST = "curriculax_sha256.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be used (nothing verifies, or a save that orbax skipped)."""
+
+
+class DiskFullError(OSError):
+    """No space left on the device while writing part of a run folder."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or anything in its cause / context chain or exception group) is ENOSPC."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e):
+            return True
+        todo.extend([e.__cause__, e.__context__, *getattr(e, "exceptions", ())])
+    return False
+
+
+def _file_hashes(step_dir: str) -> dict[str, str]:
+    out = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if rel in (MANIFEST, MANIFEST + ".tmp"):
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return dict(sorted(out.items()))
+
+
+def step_dirs(directory: str) -> list[int]:
+    """The finished step folders of a checkpoint folder (integer names), oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(n) for n in os.listdir(directory)
+                  if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+
 
 class Checkpointer:
     def __init__(self, directory: str, max_to_keep: int = 2):
         self.directory = os.path.abspath(directory)
-        self._manager = ocp.CheckpointManager(
+        self._max_to_keep = max_to_keep
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True),
             item_names=("state", "meta"),
         )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state: Any, meta: dict) -> None:
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        """Save ``step`` and its manifest, synchronously. Raises :class:`DiskFullError` (one line)
+        when the device is full, :class:`CheckpointError` when orbax skips the step."""
+        try:
+            saved = self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
+            self._manager.wait_until_finished()
+            if not saved or self._manager.latest_step() != step:
+                raise CheckpointError(
+                    f"orbax did not save checkpoint {step} in {self.directory} (its latest is "
+                    f"{self._manager.latest_step()}): the folder holds checkpoints of another run"
+                )
+            step_dir = os.path.join(self.directory, str(step))
+            hashes = _file_hashes(step_dir)
+            tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(hashes, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(step_dir, MANIFEST))
+        except CheckpointError:
+            raise
+        except Exception as e:
+            if disk_full(e):
+                raise DiskFullError(
+                    errno.ENOSPC, f"no space left on the device while writing checkpoint {step} in "
+                    f"{self.directory}; free some space and continue with --resume"
+                ) from None
+            raise
+
+    def verify(self, step: int) -> str | None:
+        """None when checkpoint ``step`` matches its manifest, else what is wrong with it."""
+        step_dir = os.path.join(self.directory, str(step))
+        path = os.path.join(step_dir, MANIFEST)
+        if not os.path.exists(path):
+            return "it has no checksum manifest (the save did not finish)"
+        try:
+            with open(path) as f:
+                expected = json.load(f)
+        except (OSError, ValueError):
+            return "its checksum manifest cannot be read"
+        actual = _file_hashes(step_dir)
+        missing = sorted(set(expected) - set(actual))
+        if missing:
+            return f"{len(missing)} file(s) are missing ({missing[0]}, ...)"
+        changed = [name for name in expected if expected[name] != actual[name]]
+        if changed:
+            return f"the checksum of {changed[0]} differs" + (
+                f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+        return None
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
         """Restore checkpoint ``step`` into the structure, dtypes and shardings of ``like``."""
@@ -44,6 +158,41 @@ class Checkpointer:
             ),
         )
         return out["state"], dict(out["meta"])
+
+    def restore_latest(self, like: Any, report=print) -> tuple[int | None, Any, dict]:
+        """The newest checkpoint that verifies, restored into ``like``: ``(step, state, meta)``, or
+        ``(None, like, {})`` when there is no checkpoint. Damaged ones are reported (``report``),
+        and the damaged ones newer than the one restored are deleted. Raises
+        :class:`CheckpointError` naming the folder when checkpoints exist but none verifies."""
+        steps = sorted(set(self.all_steps()) | set(step_dirs(self.directory)), reverse=True)
+        if not steps:
+            return None, like, {}
+        damaged = []
+        for step in steps:
+            problem = self.verify(step)
+            if problem is None:
+                try:
+                    state, meta = self.restore(step, like)
+                except Exception as e:  # noqa: BLE001  (orbax / TensorStore errors of every kind)
+                    problem = f"orbax cannot restore it ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            if problem is not None:
+                report(f"checkpoint {step} in {self.directory} is damaged: {problem}")
+                damaged.append(step)
+                continue
+            if damaged:
+                report(f"continuing from checkpoint {step}, the newest that verifies")
+                self._delete(damaged)
+            return step, state, meta
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} verifies (damaged: {', '.join(map(str, damaged))}); "
+            "start a new run in another --run-dir"
+        )
+
+    def _delete(self, steps: list[int]) -> None:
+        self._manager.close()
+        for step in steps:
+            shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+        self._manager = self._open()
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

@@ -12,8 +12,13 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
 * after every chunk: ``after_chunk`` (consolidation, buffer fill, evaluation of every task seen),
   ``evaluate``, one line of ``metrics.jsonl`` (chunk, iteration, env steps, wall time, per-seed values),
   an orbax checkpoint and the progress bar;
-* ``--resume`` checks the config against the saved one (every nested field), restores the latest
-  checkpoint and cuts ``metrics.jsonl`` back to it, so the finished run equals an uninterrupted one;
+* ``--resume`` checks the config against the saved one (every nested field), restores the newest
+  checkpoint that verifies against its checksums (:mod:`experiments.checkpoints`; a damaged one is
+  reported and skipped) and cuts ``metrics.jsonl`` back to it (written to a temporary file and
+  renamed, so a kill cannot empty it), so the finished run equals an uninterrupted one. On a folder
+  where nothing was written yet, ``--resume`` starts the run (a requeued job can always pass it);
+* a run holds a lock on its folder (``RUN_DIR/.lock``): a second run into a busy folder is refused;
+  a fresh run refuses a folder that holds another run's metrics, summary or checkpoints;
 * ``config.json`` (resolved config, the fields the job did not use, chunk plan, library versions, git
   revision), ``summary.json`` (flat ``name: number``) and ``plots/*.png`` (mean with a band of one
   standard deviation across seeds).
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -43,7 +49,16 @@ import tyro
 from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments import plotting
-from experiments.checkpoints import Checkpointer
+from experiments.checkpoints import Checkpointer, CheckpointError, DiskFullError, disk_full, step_dirs
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: run folders are not locked
+    fcntl = None
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that cannot be used as asked: busy, holding another run, or unreadable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +160,53 @@ def parse_config(config_cls: type[C], argv: Sequence[str] | None = None) -> C:
         # on a field typed without None: tyro warns but parses it correctly.
         warnings.filterwarnings("ignore", message=".*NoneType.* does not match any type in Union")
         config = tyro.cli(config_cls, default=default, args=argv)
+    check_finite_fields(config, default)
     config.validate()
     return config
+
+
+def check_finite_fields(config: Any, default: Any = None, prefix: str = "--") -> None:
+    """Raise ``ValueError`` naming the flag (``--ppo.ent-coef``) of every float field of the (nested)
+    config dataclass that is NaN or infinite, unless its default is too."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        base = getattr(default, f.name, None) if default is not None else None
+        flag = f"{prefix}{f.name.replace('_', '-')}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_finite_fields(value, base if dataclasses.is_dataclass(base) else None, flag + ".")
+            continue
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        bases = base if isinstance(base, (tuple, list)) else (base,)
+        for x in items:
+            if isinstance(x, float) and not math.isfinite(x) and not any(
+                    isinstance(b, float) and not math.isfinite(b) and (b == x or x != x and b != b)
+                    for b in bases):
+                raise ValueError(f"{flag} is {x}: numeric flags must be finite")
+
+
+def cli(config_cls: type[C], main: Callable[[C], Any], argv: Sequence[str] | None = None) -> Any:
+    """``main(parse_config(config_cls, argv))`` for an experiment's ``__main__``, with one-line errors:
+    a bad value (``ValueError`` / ``TypeError``, raised before anything compiles) prints
+    ``<prog>: error: ...`` and exits with status 2 (as a flag tyro cannot parse does); a run folder
+    that cannot be used (busy, holding another run, damaged checkpoints, a full disk) exits with 1.
+    ``CURRICULAX_TRACEBACK=1`` shows the traceback instead."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "curriculax"
+    if prog in ("__main__.py", "-c", ""):
+        prog = "curriculax"
+    try:
+        return main(parse_config(config_cls, argv))
+    except (ValueError, TypeError) as e:
+        status = 2
+        err = e
+    except (RunFolderError, CheckpointError, DiskFullError, FileExistsError, FileNotFoundError,
+            FloatingPointError) as e:
+        status = 1
+        err = e
+    if os.environ.get("CURRICULAX_TRACEBACK"):
+        raise err
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def default_run_dir(name: str) -> str:
@@ -210,10 +270,77 @@ def _to_json(x: Any) -> Any:
 
 
 def read_records(path: str) -> list[dict]:
+    """The records of a ``metrics.jsonl``. A last line that is not JSON (cut by a kill or a full disk
+    mid-write) is left out with a warning; a bad line before others raises :class:`RunFolderError`."""
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, errors="replace") as f:
+        lines = f.read().split("\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if any(rest.strip() for rest in lines[i + 1:]):
+                raise RunFolderError(f"{path}: line {i + 1} is not JSON (the file was edited or "
+                                     "damaged)") from None
+            warnings.warn(f"{path}: leaving out its partial last line {i + 1} (a kill or a full disk "
+                          "while it was written)", RuntimeWarning, stacklevel=2)
+    return records
+
+
+def _write_records(path: str, records: list[dict]) -> None:
+    """``metrics.jsonl`` rewritten atomically (a temporary file, then a rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _holds_data(run_dir: str) -> str | None:
+    """What in ``run_dir`` belongs to a run (metrics, summary, checkpoints), or None."""
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.exists(metrics) and os.path.getsize(metrics) > 0:
+        return "metrics.jsonl"
+    if os.path.exists(os.path.join(run_dir, "summary.json")):
+        return "summary.json"
+    steps = step_dirs(os.path.join(run_dir, "checkpoints"))
+    if steps:
+        return f"checkpoints {steps}"
+    return None
+
+
+class _RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock`` (released by the OS when the process dies)."""
+
+    def __init__(self, run_dir: str):
+        self._file = None
+        if fcntl is None:
+            return
+        os.makedirs(run_dir, exist_ok=True)
+        f = open(os.path.join(run_dir, ".lock"), "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise RunFolderError(f"{run_dir} is in use by another run (pid {holder}); wait for it to "
+                                 "finish or use another --run-dir") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -273,21 +400,38 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_run_dir(run_dir: str, record: dict, resume: bool) -> None:
-    """``--resume``: the saved ``config.json`` must describe the same run (every nested field, the
-    chunk plan, the unused fields). A fresh run must not overwrite a run folder that holds a run."""
+def _check_run_dir(run_dir: str, record: dict, resume: bool) -> bool:
+    """Whether the run resumes. ``--resume``: the saved ``config.json`` must describe the same run
+    (every nested field, the chunk plan, the unused fields); a folder where nothing was written yet
+    starts the run. A fresh run must not touch a folder that holds a run (its metrics, summary,
+    checkpoints, or for a sweep those of its children)."""
     config_path = os.path.join(run_dir, "config.json")
-    if not resume:
-        metrics_path = os.path.join(run_dir, "metrics.jsonl")
-        if (os.path.exists(metrics_path) and os.path.getsize(metrics_path) > 0) or os.path.exists(
-            os.path.join(run_dir, "summary.json")
-        ):
-            raise FileExistsError(f"{run_dir} already holds a run; use --resume or a new --run-dir")
-        return
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"--resume: no config.json in {run_dir}")
-    with open(config_path) as f:
-        saved = json.load(f)
+    held = _holds_data(run_dir)
+    children = record.get("children") or ()
+    if os.path.exists(config_path) and not held:
+        try:
+            with open(config_path) as f:
+                children = [*children, *(json.load(f).get("children") or ())]
+        except (OSError, ValueError):
+            pass
+    for child in children if not held else ():
+        sub = os.path.join(run_dir, child)
+        if _holds_data(sub):
+            held = f"{child}/{_holds_data(sub)}"
+            break
+    if not resume or not os.path.exists(config_path):
+        if held and resume:
+            raise RunFolderError(f"--resume: {run_dir} holds {held} but no config.json; it cannot be "
+                                 "checked against this run")
+        if held:
+            raise FileExistsError(f"{run_dir} already holds a run ({held}); use --resume or a new "
+                                  "--run-dir")
+        return False
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+    except ValueError:
+        raise RunFolderError(f"--resume: {config_path} is not JSON") from None
     old = _flatten({k: saved.get(k) for k in record})
     new = _flatten(_to_json(record))
     diffs = []
@@ -299,6 +443,7 @@ def _check_run_dir(run_dir: str, record: dict, resume: bool) -> None:
         diffs.append(f"{field}{flag}: saved {old.get(key)!r}, now {new.get(key)!r}")
     if diffs:
         raise ValueError(f"--resume: {run_dir} was run with other settings: " + "; ".join(diffs))
+    return True
 
 
 class _Prepared(NamedTuple):
@@ -309,6 +454,7 @@ class _Prepared(NamedTuple):
     run_dir: str
     plan: list[int]
     record: dict  # what config.json holds besides the run metadata
+    resume: bool  # whether there is a run to continue
 
 
 def _prepare(job: Job, config: RunConfig) -> _Prepared:
@@ -325,8 +471,8 @@ def _prepare(job: Job, config: RunConfig) -> _Prepared:
         "chunk_plan": plan,
     }
     run_dir = config.run_dir or default_run_dir(job.name)
-    _check_run_dir(run_dir, record, config.resume)
-    return _Prepared(job, config, run_dir, plan, record)
+    resume = _check_run_dir(run_dir, record, config.resume)
+    return _Prepared(job, config, run_dir, plan, record, resume)
 
 
 def run(job: Job, config: RunConfig, *, verbose: bool = True) -> dict:
@@ -345,12 +491,34 @@ def _compile_chunk(job: Job, state: Any, length: int, masked: bool, shard_out: d
     return lambda s, active: compiled(s)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _execute(prepared: _Prepared, verbose: bool) -> dict:
+    lock = _RunLock(prepared.run_dir)
+    try:
+        return _execute_locked(prepared, verbose)
+    except OSError as e:
+        if disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(e.errno, f"no space left on the device while writing {prepared.run_dir}; "
+                                "free some space and continue with --resume") from None
+        raise
+    finally:
+        lock.release()
+
+
+def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
     job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
+    # checked again under the lock: another run may have written here since _prepare
+    resume = _check_run_dir(run_dir, prepared.record, config.resume)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if not config.resume:
+    if config.resume and not resume:
+        _say(f"--resume: nothing to resume in {run_dir} yet; starting the run")
+    if not resume:
         _write_json(os.path.join(run_dir, "config.json"), {**prepared.record, **run_metadata()})
+        _write_records(metrics_path, [])
 
     sharding = seed_sharding(config.seeds, config.shard_seeds)
     keys = seed_keys(config)
@@ -363,16 +531,18 @@ def _execute(prepared: _Prepared, verbose: bool) -> dict:
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
     start_chunk, records = 0, []
-    if config.resume:
-        step = checkpointer.latest_step()
+    if resume:
+        step, state, meta = checkpointer.restore_latest(state, report=_say)
         if step is not None:
-            state, meta = checkpointer.restore(step, state)
             start_chunk = int(meta["chunks_done"])
             records = [r for r in read_records(metrics_path) if r["chunk"] < start_chunk]
-            if len(records) != start_chunk:
-                raise RuntimeError(f"--resume: metrics.jsonl has {len(records)} of {start_chunk} chunks")
-        with open(metrics_path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+            if [r["chunk"] for r in records] != list(range(start_chunk)):
+                raise RunFolderError(f"--resume: {metrics_path} has {len(records)} of the "
+                                     f"{start_chunk} chunks of checkpoint {step}")
+        _write_records(metrics_path, records)
+        where = (f"from chunk {start_chunk} of {len(plan)} (checkpoint {step})" if step is not None
+                 else "from the start (no checkpoint yet)")
+        _say(f"resuming {run_dir} {where}")
 
     chunk_fn = after_fn = None
     evaluate = jax.jit(jax.vmap(job.evaluate)) if job.evaluate is not None else None
@@ -413,6 +583,7 @@ def _execute(prepared: _Prepared, verbose: bool) -> dict:
         _check_finite(record, job.name)
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
         records.append(record)
         checkpointer.save(c + 1, state, {"chunks_done": c + 1})
         bar.update(record, job.curves)
@@ -516,15 +687,24 @@ def run_many(
     prepared = []
     for child, job, child_config in children:
         sub = os.path.join(root, child)
-        resume = config.resume and os.path.exists(os.path.join(sub, "config.json"))
         prepared.append(_prepare(job, dataclasses.replace(
-            child_config, run_dir=sub, resume=resume, progress=config.progress)))
+            child_config, run_dir=sub, resume=config.resume, progress=config.progress)))
     unused = sorted(set.intersection(*(set(p.record["unused"]) for p in prepared)))
     record = {"experiment": name, "config": config_record(config, unused), "unused": unused,
               "children": names, "metric": metric}
     _check_run_dir(root, record, config.resume)
+    lock = _RunLock(root)
+    try:
+        return _run_children(root, names, prepared, record, config, metric, verbose)
+    finally:
+        lock.release()
+
+
+def _run_children(root, names, prepared, record, config, metric, verbose) -> dict:
+    name = record["experiment"]
+    resume = _check_run_dir(root, record, config.resume)  # again, under the lock
     os.makedirs(os.path.join(root, "plots"), exist_ok=True)
-    if not config.resume:
+    if not resume:
         _write_json(os.path.join(root, "config.json"), {**record, **run_metadata()})
 
     summary: dict[str, Any] = {}
