@@ -377,7 +377,7 @@ def make_train(
         carry, dist, value = policy_step(policy, params, state.carry, state.obs, reset, task)
         action = dist.sample(k_act)
         log_prob = dist.log_prob(action)
-        env_action = action if discrete else jnp.clip(action, act_low, act_high)
+        env_action = action if discrete else jnp.clip(action, *jax.vmap(task_env.action_bounds)(task))
         obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step)(
             jax.random.split(k_step, num_envs), state.env_state, env_action, next_tasks
         )
