@@ -9,6 +9,15 @@ trained on. Every trainer (PPO, a supervised trainer) calls the same four pure f
     state = learner.end_task(state, params, task_id, data)     # consolidation at a task boundary
     y = learner.predict(params, state, x, task_id)             # the model's output for task ``task_id``
 
+A learner whose trained parameters are not the model's own (a hypernetwork: the trained parameters
+are the hypernetwork's weights and task embeddings, the model's weights are generated per task) also
+gives ``init_params(key, model_params) -> trained params`` and ``model_params(params, state, task_id)
+-> the model's params for task_id``; :func:`trained_params` and :func:`model_params` apply them (or
+pass the parameters through when a learner has none), so a trainer acting with the model calls
+``model_params`` once per step. ``after_update(state) -> state`` (optional) runs after every optimiser
+step of the supervised trainer (a within-task schedule, e.g. HyperInterval's epsilon ramp); PPO does
+not call it.
+
 ``aux`` of the wrapped loss holds the task loss's aux plus the method's own entries under
 ``"learner/<name>"``; trainers log the means of every entry. ``task_id`` is an int32 scalar (the index of
 the current task in a continual stream); ``data`` is whatever the trainer collected for consolidation (a
@@ -35,6 +44,21 @@ class Learner(NamedTuple):
     end_task: Callable[[Any, Any, jax.Array, Any], Any]
     predict: Callable[[Any, Any, Any, jax.Array], Any]
     name: str = "learner"
+    init_params: Callable[[jax.Array, Any], Any] | None = None
+    model_params: Callable[[Any, Any, jax.Array], Any] | None = None
+    after_update: Callable[[Any], Any] | None = None
+
+
+def trained_params(learner: Learner, key: jax.Array, params: Any) -> Any:
+    """The parameters the optimiser trains, from the model's initial ``params`` (the same unless the
+    learner generates the model's weights)."""
+    return params if learner.init_params is None else learner.init_params(key, params)
+
+
+def model_params(learner: Learner, params: Any, state: Any, task_id: jax.Array) -> Any:
+    """The model's parameters for ``task_id`` from the trained ``params`` (the same unless the learner
+    generates the model's weights)."""
+    return params if learner.model_params is None else learner.model_params(params, state, task_id)
 
 
 def null_learner(apply: Callable[[Any, Any], Any] | None = None) -> Learner:

@@ -35,7 +35,7 @@ from flax.training.train_state import TrainState
 from gymnax.environments import spaces
 
 from algos.gae import gae_advantages
-from algos.learner import Learner, null_learner
+from algos.learner import Learner, model_params, null_learner, trained_params
 from algos.loops import masked_scan
 from algos.networks import Policy, mlp_policy, policy_step
 from algos.schedules import SCHEDULES, make_schedule
@@ -353,7 +353,7 @@ def make_train(
         teacher_state = teacher.init(k_teacher)
         teacher_state, tasks = teacher.sample(teacher_state, k_task, num_envs)
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), tasks)
-        params = policy.init(k_net, obs[:1], tasks[:1])
+        params = trained_params(learner, jax.random.fold_in(k_learner, 1), policy.init(k_net, obs[:1], tasks[:1]))
         zeros = jnp.zeros((num_envs,), jnp.float32)
         return PPOState(
             train_state=TrainState.create(apply_fn=policy.apply, params=params, tx=tx),
@@ -373,6 +373,7 @@ def make_train(
     def env_step(state: PPOState, next_tasks: jax.Array):
         key, k_act, k_step = jax.random.split(state.key, 3)
         params, hp = state.train_state.params, hyperparams(state)
+        params = model_params(learner, params, state.learner_state, state.task_id)
         reset, task = state.last_done, state.env_state.task
         carry, dist, value = policy_step(policy, params, state.carry, state.obs, reset, task)
         action = dist.sample(k_act)
@@ -450,7 +451,8 @@ def make_train(
             has_aux=True,
         )
         adv, targets = gae_advantages(
-            traj.reward, traj.value, next_values(state.train_state.params, traj),
+            traj.reward, traj.value,
+            next_values(model_params(learner, state.train_state.params, state.learner_state, state.task_id), traj),
             traj.terminated, traj.done, hp.gamma, hp.gae_lambda,
         )
 

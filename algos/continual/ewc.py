@@ -1,0 +1,162 @@
+"""Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS, "Overcoming catastrophic forgetting in
+neural networks"), offline ("separate") form: one anchor and one diagonal Fisher per earlier task,
+
+    L(theta) = L_t(theta) + sum_{k < t} (lambda / 2) sum_i F_{k,i} (theta_i - theta*_{k,i})^2.
+
+The diagonal Fisher is estimated from per-sample gradients of the model's log-likelihood at the end
+of each task, in one of the variants of van de Ven (``GMvandeVen/continual-learning``,
+``models/cl/continual_learner.py::estimate_fisher``):
+
+* ``exact``:     F_i = mean_x sum_y p(y|x) (d log p(y|x) / d theta_i)^2  (every label, weighted);
+* ``sampled``:   one y ~ p(.|x) per x;
+* ``empirical``: the observed label (the ground truth; in RL the action taken).
+
+Each sample's gradient is squared on its own (not the square of a minibatch-mean gradient, which
+underestimates the Fisher). An optional ``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2,
+the Fisher of a unit-variance Gaussian output (a critic, as Continual World's ``regularize_critic``).
+``lambda`` is ``state.strength`` (an array: vmappable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from algos.learner import Learner
+
+FISHERS = ("exact", "sampled", "empirical")
+
+# log_probs(params, sample) -> [K] log-probabilities of one sample (no batch axis)
+LogProbs = Callable[[Any, Any], jax.Array]
+# data -> (samples [n, ...] pytree, labels [n] int32, mask [n] bool)
+FisherData = Callable[[Any], tuple[Any, jax.Array, jax.Array]]
+
+
+def default_fisher_data(data: Any) -> tuple[Any, jax.Array, jax.Array]:
+    """A supervised batch: every row (``data.x``, ``data.y``) counts."""
+    return data, data.y, jnp.ones(data.y.shape, bool)
+
+
+def diagonal_fisher(
+    log_probs: LogProbs,
+    params: Any,
+    samples: Any,
+    labels: jax.Array,
+    mask: jax.Array,
+    key: jax.Array,
+    kind: str = "exact",
+    value_fn: Callable[[Any, Any], jax.Array] | None = None,
+    batch_size: int = 16,
+) -> Any:
+    """The diagonal Fisher (a pytree like ``params``), averaged over the rows with ``mask``."""
+    if kind not in FISHERS:
+        raise ValueError(f"unknown Fisher {kind!r}; known: {list(FISHERS)}")
+    n = labels.shape[0]
+    pad = (-n) % batch_size
+    padded = lambda a: jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a
+    samples, labels, mask = jax.tree.map(padded, samples), padded(labels), padded(mask)
+    keys = jax.random.split(key, n + pad)
+    sq = lambda t: jax.tree.map(jnp.square, t)
+
+    def one(sample, label, ok, k):
+        if kind == "exact":
+            p = jax.lax.stop_gradient(jnp.exp(log_probs(params, sample)))
+            jac = jax.jacrev(log_probs)(params, sample)  # leaves [K, ...]
+            f = jax.tree.map(lambda j: jnp.tensordot(p, j**2, axes=1), jac)
+        else:
+            if kind == "sampled":
+                label = jax.random.categorical(k, jax.lax.stop_gradient(log_probs(params, sample)))
+            f = sq(jax.grad(lambda q: log_probs(q, sample)[label])(params))
+        if value_fn is not None:
+            f = jax.tree.map(jnp.add, f, sq(jax.grad(value_fn)(params, sample)))
+        return jax.tree.map(lambda a: a * ok, f)
+
+    chunks = lambda a: a.reshape((-1, batch_size) + a.shape[1:])
+    xs = (jax.tree.map(chunks, samples), chunks(labels), chunks(mask.astype(jnp.float32)), chunks(keys))
+
+    def body(total, inp):
+        f = jax.vmap(one)(*inp)
+        return jax.tree.map(lambda t, b: t + b.sum(0), total, f), None
+
+    total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), xs)
+    count = jnp.maximum(mask.sum(), 1).astype(jnp.float32)
+    return jax.tree.map(lambda t: t / count, total)
+
+
+def weighted_sq_distance(params: Any, anchor: Any, fisher: Any) -> jax.Array:
+    """sum_i F_i (theta_i - anchor_i)^2."""
+    leaves = zip(jax.tree.leaves(params), jax.tree.leaves(anchor), jax.tree.leaves(fisher))
+    return sum(jnp.sum(f * (p - a) ** 2) for p, a, f in leaves)
+
+
+@struct.dataclass
+class EWCState:
+    anchors: Any  # leaves [max_tasks, ...]: theta* of each consolidated task
+    fishers: Any  # leaves [max_tasks, ...]
+    count: jax.Array  # int32 tasks consolidated
+    strength: jax.Array  # lambda
+    key: jax.Array
+
+
+def ewc(
+    apply: Callable[[Any, Any], Any],
+    log_probs: LogProbs,
+    max_tasks: int,
+    strength: float = 100.0,
+    fisher: str = "exact",
+    fisher_data: FisherData = default_fisher_data,
+    value_fn: Callable[[Any, Any], jax.Array] | None = None,
+    fisher_batch: int = 16,
+) -> Learner:
+    """Offline EWC. ``apply(params, x)`` is the model (``predict``); ``log_probs(params, sample)``
+    the log-likelihood of one sample; ``fisher_data(data)`` turns ``end_task``'s data into
+    ``(samples, labels, mask)``; ``max_tasks`` bounds the stored anchors and Fishers."""
+    if fisher not in FISHERS:
+        raise ValueError(f"unknown Fisher {fisher!r}; known: {list(FISHERS)}")
+    if max_tasks < 1:
+        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
+
+    def init(key, params, example):
+        del example
+        stack = lambda p: jnp.zeros((max_tasks,) + p.shape, p.dtype)
+        return EWCState(jax.tree.map(stack, params), jax.tree.map(stack, params), jnp.zeros((), jnp.int32),
+                        jnp.asarray(strength, jnp.float32), key)
+
+    def penalty(params, state: EWCState) -> jax.Array:
+        used = (jnp.arange(max_tasks) < state.count).astype(jnp.float32)
+
+        def leaf(p, a, f):
+            per_task = jnp.sum((f * (p[None] - a) ** 2).reshape(max_tasks, -1), axis=1)
+            return jnp.sum(used * per_task)
+
+        return sum(leaf(p, a, f) for p, a, f in zip(
+            jax.tree.leaves(params), jax.tree.leaves(state.anchors), jax.tree.leaves(state.fishers)))
+
+    def loss(task_loss):
+        def wrapped(params, state: EWCState, batch, task_id, key):
+            value, aux = task_loss(params, batch, key)
+            pen = penalty(params, state)
+            return value + 0.5 * state.strength * pen, {**aux, "learner/ewc_penalty": pen}
+
+        return wrapped
+
+    def end_task(state: EWCState, params, task_id, data):
+        del task_id
+        key, k_fisher = jax.random.split(state.key)
+        samples, labels, mask = fisher_data(data)
+        f = diagonal_fisher(log_probs, params, samples, labels, mask, k_fisher, fisher, value_fn, fisher_batch)
+        slot = jnp.minimum(state.count, max_tasks - 1)
+        put = lambda store, x: store.at[slot].set(x)
+        return state.replace(anchors=jax.tree.map(put, state.anchors, params),
+                             fishers=jax.tree.map(put, state.fishers, f),
+                             count=jnp.minimum(state.count + 1, max_tasks), key=key)
+
+    def predict(params, state, x, task_id):
+        del state, task_id
+        return apply(params, x)
+
+    return Learner(init, loss, end_task, predict, "ewc")
