@@ -14,11 +14,13 @@ them to a task environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from envs.task_space import TaskSpace
@@ -77,8 +79,18 @@ class TaskEnv:
     def __post_init__(self) -> None:
         check_step_env(self.env, f"TaskEnv {self.name!r}")
         self.task_space.validate(self.default_task, what=f"{self.name}.default_task")
-        if self.return_range is not None and not self.return_range[0] < self.return_range[1]:
-            raise ValueError(f"{self.name}: return_range must be (low, high) with low < high")
+        if self.return_range is not None:
+            lo, hi = self.return_range
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"{self.name}: return_range must be finite (low, high) with low < high, "
+                                 f"got {self.return_range}")
+            if not 0.0 <= self.mastery_score <= 1.0:
+                raise ValueError(
+                    f"{self.name}: mastery_score={self.mastery_score} is outside [0, 1]; with a "
+                    "return_range scores are returns mapped to [0, 1], so no task could be mastered "
+                    "(give the score, not a return)")
+        elif not math.isfinite(self.mastery_score):
+            raise ValueError(f"{self.name}: mastery_score must be finite, got {self.mastery_score}")
 
     def score(self, episodic_return: jax.Array) -> jax.Array:
         """Episodic return mapped linearly to [0, 1] (clipped) when the range is known."""
@@ -123,6 +135,76 @@ class TaskEnv:
         for wrapper in wrappers:
             env = wrapper(env)
         return dataclasses.replace(self, env=env)
+
+
+def check_task_env(task_env: TaskEnv, *, episodes: int = 0, max_steps: int = 1000,
+                   seed: int = 0) -> None:
+    """Cheap host-side checks of a user's task environment, with a clear ``ValueError``:
+
+    * every task dimension changes ``EnvParams`` (each dimension moved from ``low`` to ``high`` with
+      the others at ``default_task``; a dimension that changes nothing is a typo in ``params_for``);
+    * with a ``return_range`` and ``episodes > 0`` (it compiles a rollout: seconds on a CPU): a
+      uniformly random policy's episodic returns (``episodes`` episodes on random tasks, skipped when
+      the episode cap exceeds ``max_steps``) must not all lie above its high end (every score would
+      be 1 before any learning, so the teacher gets no signal) nor all below its low end by more than
+      the whole range (a range in other units than the returns). During training
+      :func:`experiments.ppo_job.ppo_job` warns when a chunk's mean return lies above the range.
+    """
+    space = task_env.task_space
+    if space.names != ("none",) and not space.is_discrete:
+        base = np.asarray(task_env.default_task, np.float32)
+        ends = []
+        for i in range(space.dim):
+            for bound in (space.low[i], space.high[i]):
+                ends.append(base.copy())
+                ends[-1][i] = bound
+        leaves = [np.asarray(x) for x in jax.tree.leaves(jax.jit(jax.vmap(task_env.params_for))(
+            jnp.asarray(np.stack(ends))))]
+        for i, name in enumerate(space.names):
+            if all(np.array_equal(x[2 * i], x[2 * i + 1]) for x in leaves):
+                raise ValueError(f"{task_env.name}: task dimension {name!r} never changes the environment "
+                                 f"(params_for gives the same EnvParams at {space.low[i]} and {space.high[i]})")
+    if task_env.return_range is None or episodes < 1:
+        return
+    limit = getattr(task_env.default_task_params(), "max_steps_in_episode", None)
+    if limit is None or int(limit) > max_steps:
+        return
+    lo, hi = task_env.return_range
+    returns = np.asarray(_random_returns(task_env, episodes, int(limit), seed))
+    if np.all(returns > hi):
+        raise ValueError(f"{task_env.name}: a random policy's episodic returns ({returns.min():.4g} to "
+                         f"{returns.max():.4g}) all lie above return_range {task_env.return_range}: every "
+                         "score would be 1 before any learning")
+    if np.all(returns < lo - (hi - lo)):
+        raise ValueError(f"{task_env.name}: a random policy's episodic returns ({returns.min():.4g} to "
+                         f"{returns.max():.4g}) all lie far below return_range {task_env.return_range}; "
+                         "is the range in the units of the returns?")
+
+
+def _random_returns(task_env: TaskEnv, episodes: int, limit: int, seed: int) -> jax.Array:
+    """Episodic returns of uniformly random actions on ``episodes`` uniformly random tasks."""
+    env, space = TaskAutoReset(task_env), task_env.action_space()
+    key = jax.random.PRNGKey(seed)
+    tasks = task_env.task_space.sample_uniform(key, episodes)
+
+    @jax.jit
+    def run(key):
+        obs, state = jax.vmap(env.reset)(jax.random.split(key, episodes), tasks)
+
+        def step(c, _):
+            state, finished, ret, key = c
+            key, k_act, k_step = jax.random.split(key, 3)
+            actions = jax.vmap(space.sample)(jax.random.split(k_act, episodes))
+            _, state, reward, term, trunc, _ = jax.vmap(env.step)(
+                jax.random.split(k_step, episodes), state, actions, tasks)
+            ret = ret + jnp.where(finished, 0.0, reward)
+            return (state, finished | term | trunc, ret, key), None
+
+        init = (state, jnp.zeros(episodes, bool), jnp.zeros(episodes), key)
+        (_, _, ret, _), _ = jax.lax.scan(step, init, None, limit)
+        return ret
+
+    return run(jax.random.fold_in(key, 1))
 
 
 def fixed_task_env(env: Any, params: Any = None, name: str | None = None) -> TaskEnv:

@@ -16,7 +16,7 @@ import dataclasses
 
 from algos.ppo import PPOConfig
 from experiments import curriculum_ppo
-from experiments.runner import parse_config
+from experiments.runner import Job, cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +36,14 @@ class Config(curriculum_ppo.Config):
         )
 
 
+def jobs(config: Config) -> list[tuple[str, Job, Config]]:
+    """The runs of ``config`` (what :func:`experiments.evaluate.load_run` rebuilds)."""
+    return curriculum_ppo.teacher_runs("curriculum_demo", config)
+
+
 def main(config: Config) -> dict:
     return curriculum_ppo.main(config, name="curriculum_demo")
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    cli(Config, main)

@@ -19,9 +19,16 @@ from __future__ import annotations
 import dataclasses
 
 from algos.ppo import PPOConfig, make_train
-from envs.registry import TASK_ENVS, EnvOptions, env_options, make_task_env, unused_env_options
+from envs.registry import (
+    EnvOptions,
+    check_env_name,
+    env_options,
+    env_record,
+    make_task_env,
+    unused_env_options,
+)
 from experiments.ppo_job import ppo_job
-from experiments.runner import Job, RunConfig, parse_config, run_many
+from experiments.runner import Job, RunConfig, cli, run_many
 from teachers.registry import (
     TeacherOptions,
     make_teacher,
@@ -34,7 +41,7 @@ from teachers.registry import (
 @dataclasses.dataclass(frozen=True)
 class Config(RunConfig, TeacherOptions, EnvOptions):
     env: str = "stump_track"
-    """task environment (envs.registry)"""
+    """task environment: a name of envs.registry, or module:function, your own TaskEnv factory"""
     teachers: tuple[str, ...] = ("random", "alp_gmm")
     """teachers to compare (teachers.registry; 'all': every one); the first is the baseline"""
     test_tasks: int = 100
@@ -57,8 +64,7 @@ class Config(RunConfig, TeacherOptions, EnvOptions):
         """Host-side checks with clear errors (before anything is compiled)."""
         super().validate()
         teacher_names(self.teachers)
-        if self.env not in TASK_ENVS:
-            raise ValueError(f"unknown task environment {self.env!r}; known: {sorted(TASK_ENVS)}")
+        check_env_name(self.env)
         if self.test_tasks < 1 or self.episodes_per_task < 1:
             raise ValueError("--test-tasks and --episodes-per-task must be >= 1")
         self.ppo.validate()
@@ -67,7 +73,9 @@ class Config(RunConfig, TeacherOptions, EnvOptions):
 def teacher_runs(name: str, config: Config) -> list[tuple[str, Job, Config]]:
     """One ``(teacher, job, config)`` per teacher of ``config.teachers``: PPO on ``config.env``
     with that teacher and its options; the child config names only that teacher."""
-    task_env = make_task_env(config.env, env_options(config, config.env))
+    options = env_options(config, config.env)
+    task_env = make_task_env(config.env, options)
+    record = {"env": env_record(config.env, task_env, options)}
     test_tasks = task_env.task_space.test_set(config.test_tasks, config.test_seed)
     runs = []
     for teacher in teacher_names(config.teachers):
@@ -75,9 +83,15 @@ def teacher_runs(name: str, config: Config) -> list[tuple[str, Job, Config]]:
             config.ppo, task_env, make_teacher(teacher, task_env.task_space, teacher_options(config, teacher))
         )
         unused = [*unused_teacher_options([teacher]), *unused_env_options([config.env])]
-        job = ppo_job(f"{name}/{teacher}", trainer, test_tasks, config.episodes_per_task, unused=unused)
+        job = ppo_job(f"{name}/{teacher}", trainer, test_tasks, config.episodes_per_task, unused=unused,
+                      record=record)
         runs.append((teacher, job, dataclasses.replace(config, teachers=(teacher,))))
     return runs
+
+
+def jobs(config: Config) -> list[tuple[str, Job, Config]]:
+    """The runs of ``config`` (what :func:`experiments.evaluate.load_run` rebuilds)."""
+    return teacher_runs(f"curriculum_ppo {config.env}", config)
 
 
 def main(config: Config, name: str | None = None) -> dict:
@@ -88,4 +102,4 @@ def main(config: Config, name: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    cli(Config, main)

@@ -35,7 +35,7 @@ from envs.popgym import make_popgym, popgym_names
 from envs.task_env import fixed_task_env
 from experiments import plotting
 from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, parse_config, run
+from experiments.runner import RunConfig, cli, run
 from memory import CORES, make_core
 
 
@@ -168,4 +168,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    cli(Config, main)

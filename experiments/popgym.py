@@ -23,16 +23,18 @@ from algos.networks import recurrent_policy
 from algos.ppo import PPOConfig, Trainer, action_spec, make_train
 from algos.presets import ppo_preset
 from envs.popgym import popgym_names, popgym_task_env
+from envs.registry import env_record, is_factory_path, load_factory, make_task_env
 from envs.wrappers import ObservePreviousActionReward
 from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, parse_config, run_many
+from experiments.runner import RunConfig, cli, run_many
 from memory import CORES, make_core
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunConfig):
     env: str = "RepeatPreviousHard"
-    """POPGym environment (``<Family><Easy|Medium|Hard>``), used when --envs is empty"""
+    """POPGym environment (``<Family><Easy|Medium|Hard>``) or module:function (your own TaskEnv
+    factory), used when --envs is empty"""
     envs: tuple[str, ...] = ()
     """several environments in one run folder (one child per environment and core)"""
     core: str = "s5"
@@ -62,8 +64,11 @@ class Config(RunConfig):
         super().validate()
         known = popgym_names()
         for env in self.envs or (self.env,):
-            if env not in known:
-                raise ValueError(f"unknown POPGym environment {env!r}; known: {known}")
+            if is_factory_path(env):
+                load_factory(env)
+            elif env not in known:
+                raise ValueError(f"unknown POPGym environment {env!r}; known: {known}, or "
+                                 "module:function for your own TaskEnv factory")
         for core in self.cores or (self.core,):
             if core not in CORES:
                 raise ValueError(f"unknown core {core!r}; known: {sorted(CORES)}")
@@ -82,7 +87,8 @@ def core_for(config: Config, name: str):
 
 def popgym_trainer(config: Config, env_name: str, core_name: str) -> Trainer:
     """PPO with core ``core_name`` on POPGym environment ``env_name``, as the paper set it up."""
-    task_env = popgym_task_env(env_name).wrap(functools.partial(ObservePreviousActionReward, reward=False))
+    base = make_task_env(env_name) if is_factory_path(env_name) else popgym_task_env(env_name)
+    task_env = base.wrap(functools.partial(ObservePreviousActionReward, reward=False))
     action_dim, discrete, _, _ = action_spec(task_env)
     policy = recurrent_policy(core_for(config, core_name), action_dim, discrete, encoder=config.encoder,
                               head_hidden=config.head_hidden, activation="leaky_relu", head_gain=2.0)
@@ -94,16 +100,19 @@ def popgym_job(config: Config, env_name: str, core_name: str):
     unused = ["env" if config.envs else "envs", "core" if config.cores else "cores"]
     if core_name != "s5":
         unused += ["s5_layers", "s5_mode"]
-    return ppo_job(f"popgym-{env_name}-{core_name}", trainer, unused=unused)
+    record = None
+    if is_factory_path(env_name):
+        record = {"env": env_record(env_name, make_task_env(env_name))}
+    return ppo_job(f"popgym-{env_name}-{core_name}", trainer, unused=unused, record=record)
 
 
 def main(config: Config) -> dict:
     config.validate()
     pairs = [(env, core) for env in (config.envs or (config.env,)) for core in (config.cores or (config.core,))]
-    children = [(f"{env}-{core}", popgym_job(config, env, core), config) for env, core in pairs]
+    children = [(f"{env.replace(':', '.')}-{core}", popgym_job(config, env, core), config) for env, core in pairs]
     name = f"popgym-{pairs[0][0]}-{pairs[0][1]}" if len(pairs) == 1 else "popgym"
     return run_many(name, children, config, metric="episodic_return")
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    cli(Config, main)

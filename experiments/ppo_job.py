@@ -11,6 +11,7 @@ compiles once (see :class:`experiments.runner.Job`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -55,6 +56,7 @@ def ppo_job(
     episodes_per_task: int = 4,
     *,
     unused: Sequence[str] = (),
+    record: dict | None = None,
 ) -> Job:
     """A runner job for ``trainer``; with ``test_tasks [m, d]`` also the mastery of that set after
     every chunk: a task is mastered when its mean score over ``episodes_per_task`` greedy episodes
@@ -62,7 +64,8 @@ def ppo_job(
 
     ``unused``: dotted config fields the run does not use (:attr:`Job.unused`); the PPO fields the
     trainer ignored (``Trainer.unused_config``, e.g. the MLP's under a custom ``policy=``) are added
-    as ``ppo.<field>`` of the experiment's ``ppo: PPOConfig``.
+    as ``ppo.<field>`` of the experiment's ``ppo: PPOConfig``. ``record``: more for ``config.json``
+    (:attr:`Job.record`, e.g. how to rebuild the environment).
     """
     config = trainer.config
     task_env = trainer.task_env
@@ -70,6 +73,9 @@ def ppo_job(
     curves = ["episodic_return", "score"]
     if test_tasks is not None:
         test_tasks = jnp.asarray(task_env.task_space.validate(test_tasks, "test_tasks"), jnp.float32)
+        if test_tasks.shape[0] < 1 or episodes_per_task < 1:
+            raise ValueError(f"{name}: the test set needs >= 1 task and episodes_per_task >= 1, got "
+                             f"{test_tasks.shape[0]} tasks x {episodes_per_task}")
 
         def evaluate(state):
             key = jax.random.fold_in(state.key, 7)
@@ -83,6 +89,33 @@ def ppo_job(
             }
 
         curves = ["mastered_pct", "episodic_return", "score", "test_return"]
+    training = "training episodes, on the teacher's tasks"
+    score_range = (0.0, 1.0) if task_env.return_range is not None else None
+    curve_meta = {
+        "episodic_return": (f"episodic return ({training})", None),
+        "score": (f"score in [0, 1] ({training})" if score_range else f"score = return ({training})",
+                  score_range),
+        "mastered_pct": (f"% of the {0 if test_tasks is None else len(test_tasks)} test tasks mastered "
+                         f"(score >= {task_env.mastery_score:g}, greedy)", (0.0, 100.0)),
+        "test_return": ("episodic return on the test tasks (greedy)", None),
+    }
+    teacher = trainer.teacher.name
+    plot_title = f"{name}: {task_env.name}, teacher {teacher}" if teacher != "fixed" else \
+        f"{name}: {task_env.name} (default task)"
+
+    def reduce(metrics):
+        out = _reduce(metrics)
+        if task_env.return_range is not None and not warned:
+            lo, hi = task_env.return_range
+            mean = float(np.max(out["episodic_return"]))
+            if mean > hi + 1e-6 * max(1.0, abs(hi)):
+                warned.append(True)
+                warnings.warn(f"{task_env.name}: the mean episodic return of a chunk ({mean:.4g}) lies above "
+                              f"return_range {task_env.return_range}: the range cannot contain the returns "
+                              "and scores saturate at 1", RuntimeWarning, stacklevel=2)
+        return out
+
+    warned: list = []
 
     def summarise(records, final_state):
         ret, ret_std = mean_and_std(records, "episodic_return")
@@ -102,12 +135,15 @@ def ppo_job(
             return
         picks = sorted({0, len(records) // 3, 2 * len(records) // 3, len(records) - 1})
         second = (space.low[1], space.high[1]) if space.dim > 1 else (0.0, 1.0)
+        seeds = len(np.asarray(records[-1]["episodic_return"]).reshape(-1))
         plotting.plot_task_maps(
             f"{plots_dir}/task_distribution.png",
             [records[i]["task_hist"] for i in picks],
-            [f"{records[i]['env_steps'] / 1e3:.0f}k steps" for i in picks],
+            [f"chunk {i}, {records[i]['env_steps'] / 1e3:.0f}k steps" for i in picks],
             (space.low[0], space.high[0], *second),
             (space.names[0], space.names[1] if space.dim > 1 else ""),
+            f"{task_env.name}: tasks the {teacher} teacher handed out in each chunk, pooled over "
+            f"{seeds} seeds",
         )
 
     return Job(
@@ -116,10 +152,14 @@ def ppo_job(
         chunk=trainer.train_chunk,  # (state, num_updates, active)
         iterations=config.num_updates,
         steps_per_iteration=config.steps_per_update,
-        reduce=_reduce,
+        reduce=reduce,
         summarise=summarise,
         curves=curves,
         evaluate=evaluate,
         extra_plots=extra_plots,
         unused=(*unused, *(f"ppo.{f}" for f in trainer.unused_config)),
+        record=record,
+        trainer=trainer,
+        plot_title=plot_title,
+        curve_meta=curve_meta,
     )

@@ -127,6 +127,13 @@ class Job(NamedTuple):
       unused: dotted config fields the job does not use (``"ppo.hidden"`` under a custom policy,
         the options of teachers that do not run): ``config.json`` records them as null and lists
         them under ``"unused"``; ``--resume`` ignores them.
+      record: more of what ``config.json`` records (and ``--resume`` checks), e.g. ``{"env":
+        envs.registry.env_record(...)}``: how to rebuild a custom environment.
+      trainer: the object the job's functions come from (a PPO ``Trainer``), for
+        :func:`experiments.evaluate.load_run`; not recorded.
+      plot_title: the plots' title (default: ``name``), e.g. naming the environment and teacher.
+      curve_meta: per curve ``(y label with its unit, (low, high) or None)``: the band is clipped
+        to that range (``mastered_pct``: 0-100).
     """
 
     name: str
@@ -144,6 +151,10 @@ class Job(NamedTuple):
     after_chunk: Callable[[Any, jax.Array], Any] | None = None
     metrics_per_chunk: bool = False
     unused: Sequence[str] = ()
+    record: dict | None = None
+    trainer: Any = None
+    plot_title: str | None = None
+    curve_meta: dict | None = None
 
 
 C = TypeVar("C", bound=RunConfig)
@@ -190,9 +201,8 @@ def cli(config_cls: type[C], main: Callable[[C], Any], argv: Sequence[str] | Non
     ``<prog>: error: ...`` and exits with status 2 (as a flag tyro cannot parse does); a run folder
     that cannot be used (busy, holding another run, damaged checkpoints, a full disk) exits with 1.
     ``CURRICULAX_TRACEBACK=1`` shows the traceback instead."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "curriculax"
-    if prog in ("__main__.py", "-c", ""):
-        prog = "curriculax"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"python -m {spec.name}" if spec is not None else "curriculax"
     try:
         return main(parse_config(config_cls, argv))
     except (ValueError, TypeError) as e:
@@ -229,6 +239,17 @@ def seed_sharding(num_seeds: int, enabled: bool = True) -> NamedSharding | None:
     # Auto axes: XLA propagates the seed sharding through the vmapped program.
     mesh = jax.make_mesh((n,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
     return NamedSharding(mesh, PartitionSpec("seeds"))
+
+
+def config_class_path(config: Any) -> str:
+    """``module:Class`` of ``config`` (the module's import name also when it runs as ``__main__``),
+    what :func:`experiments.evaluate.load_run` rebuilds the config with."""
+    cls = type(config)
+    module = cls.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return f"{module}:{cls.__qualname__}"
 
 
 def run_metadata() -> dict:
@@ -469,6 +490,7 @@ def _prepare(job: Job, config: RunConfig) -> _Prepared:
         "config": config_record(config, unused),
         "unused": unused,
         "chunk_plan": plan,
+        **_to_json(dict(job.record or {})),
     }
     run_dir = config.run_dir or default_run_dir(job.name)
     resume = _check_run_dir(run_dir, record, config.resume)
@@ -517,7 +539,8 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
     if config.resume and not resume:
         _say(f"--resume: nothing to resume in {run_dir} yet; starting the run")
     if not resume:
-        _write_json(os.path.join(run_dir, "config.json"), {**prepared.record, **run_metadata()})
+        _write_json(os.path.join(run_dir, "config.json"),
+                    {**prepared.record, "config_class": config_class_path(config), **run_metadata()})
         _write_records(metrics_path, [])
 
     sharding = seed_sharding(config.seeds, config.shard_seeds)
@@ -599,7 +622,8 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
     summary[rate_key] = total_steps / max(run_time, 1e-9)
     summary = {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in summary.items()}
     _write_json(os.path.join(run_dir, "summary.json"), summary)
-    plotting.plot_curves(os.path.join(run_dir, "plots"), records, job.curves, job.step_unit, job.name)
+    plotting.plot_curves(os.path.join(run_dir, "plots"), records, job.curves, job.step_unit,
+                         job.plot_title or job.name, job.curve_meta)
     if job.extra_plots is not None:
         job.extra_plots(os.path.join(run_dir, "plots"), records)
     if verbose:
@@ -705,7 +729,8 @@ def _run_children(root, names, prepared, record, config, metric, verbose) -> dic
     resume = _check_run_dir(root, record, config.resume)  # again, under the lock
     os.makedirs(os.path.join(root, "plots"), exist_ok=True)
     if not resume:
-        _write_json(os.path.join(root, "config.json"), {**record, **run_metadata()})
+        _write_json(os.path.join(root, "config.json"),
+                    {**record, "config_class": config_class_path(config), **run_metadata()})
 
     summary: dict[str, Any] = {}
     records: dict[str, list[dict]] = {}
@@ -718,11 +743,13 @@ def _run_children(root, names, prepared, record, config, metric, verbose) -> dic
     finals = {child: np.asarray(rs[-1][metric], np.float64) for child, rs in records.items()}
     summary.update(compare_to_baseline(finals, names[0], metric))
     _write_json(os.path.join(root, "summary.json"), summary)
+    ylabel, value_range = (prepared[0].job.curve_meta or {}).get(metric, (metric, None))
     plotting.plot_compare(
         os.path.join(root, "plots", f"{metric.replace('/', '_')}.png"),
         {child: (np.asarray([r["env_steps"] for r in rs], np.float64),
                  np.asarray([r[metric] for r in rs], np.float64)) for child, rs in records.items()},
-        prepared[0].job.step_unit.replace("_", " "), metric, f"{name}, {config.seeds} seeds",
+        plotting.axis_label(prepared[0].job.step_unit), ylabel, f"{name}, {config.seeds} seeds",
+        value_range,
     )
     if verbose:
         print(f"run folder: {root}")
