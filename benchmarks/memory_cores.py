@@ -51,6 +51,8 @@ class Args:
     """fwd_bwd (a core over whole sequences) and/or ppo (recurrent-PPO env steps/s on --ppo-env)"""
     ppo_env: str = "RepeatPreviousEasy"
     ppo_updates: int = 2
+    ppo_seeds: int = 1
+    """seeds vmapped in the ppo measure (steps/s counts every seed's steps)"""
     repeats: int = 5
     """timed calls after the warm-up (the median is reported)"""
     quick: bool = False
@@ -81,6 +83,8 @@ CORE_FACTORIES: dict[str, Callable[[Sizes], Any]] = {
     "s5-parallel": lambda s: make_core("s5", s.width, ssm_size=s.ssm_size, n_layers=s.s5_layers, mode="parallel"),
     "s5-step": lambda s: make_core("s5", s.width, ssm_size=s.ssm_size, n_layers=s.s5_layers, mode="step"),
     "gru": lambda s: make_core("gru", s.width),
+    "gru-unroll4": lambda s: make_core("gru", s.width, unroll=4),
+    "gru-unroll16": lambda s: make_core("gru", s.width, unroll=16),
     "lstm": lambda s: make_core("lstm", s.width),
 }
 
@@ -157,10 +161,10 @@ def measure_ppo(name: str, core, sizes: Sizes, args: Args) -> list[dict]:
         state, metrics = trainer.train(key)
         return jax.tree.map(jnp.sum, (state.train_state.params, metrics))
 
-    fn = jax.jit(run)
-    key = jax.random.PRNGKey(args.seed)
+    fn = jax.jit(jax.vmap(run))
+    key = jax.random.split(jax.random.PRNGKey(args.seed), args.ppo_seeds)
     row = {"measure": "ppo", "core": name, "length": steps, "batch": envs_, "width": sizes.width,
-           "env": args.ppo_env, "updates": args.ppo_updates}
+           "env": args.ppo_env, "updates": args.ppo_updates, "seeds": args.ppo_seeds}
     try:
         t0 = time.perf_counter()
         compiled = fn.lower(key).compile()
@@ -169,8 +173,8 @@ def measure_ppo(name: str, core, sizes: Sizes, args: Args) -> list[dict]:
         jax.block_until_ready(compiled(key))
         run_s = time.perf_counter() - t0
         row.update(median_s=run_s / args.ppo_updates, min_s=run_s / args.ppo_updates,
-                   steps_per_s=config.num_updates * config.steps_per_update / run_s)
-        row["n_params"] = _n_params(trainer.init(key).train_state.params)
+                   steps_per_s=args.ppo_seeds * config.num_updates * config.steps_per_update / run_s)
+        row["n_params"] = _n_params(trainer.init(key[0]).train_state.params)
     except Exception as e:  # noqa: BLE001
         row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         row["n_params"] = 0

@@ -41,6 +41,9 @@ class GRU(nn.Module):
     """GRU over time-major sequences with reset flags; ``y`` is the hidden state at each step."""
 
     features: int
+    unroll: int = 1
+    """time steps per iteration of the scan's loop (``lax.scan(unroll=)``): the same outputs; on a GPU a
+    larger value trades compile time for fewer, larger kernels per step"""
 
     @nn.compact
     def __call__(self, carry: jax.Array, inputs: tuple[jax.Array, jax.Array]):
@@ -62,7 +65,7 @@ class GRU(nn.Module):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        return jax.lax.scan(step, carry, (x_proj, reset))
+        return jax.lax.scan(step, carry, (x_proj, reset), unroll=self.unroll)
 
     def initial_carry(self, batch: int) -> jax.Array:
         return jnp.zeros((batch, self.features), jnp.float32)

@@ -51,3 +51,21 @@ def test_gru_equals_flax_gru_cell_step_by_step():
         ys.append(h)
     np.testing.assert_allclose(y, np.stack(ys), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(carry, h, rtol=1e-5, atol=1e-6)
+
+
+def test_gru_unrolled_scan_gives_the_same_outputs_and_gradients():
+    T, B, F = 13, 2, 4  # T not a multiple of the unroll
+    kx, kr, kp = jax.random.split(jax.random.PRNGKey(3), 3)
+    x = jax.random.normal(kx, (T, B, F))
+    reset = jax.random.bernoulli(kr, 0.3, (T, B))
+    params = GRU(6).init(kp, GRU(6).initial_carry(B), (x[:1], reset[:1]))
+
+    def loss(p, unroll):
+        _, y = GRU(6, unroll=unroll).apply(p, GRU(6).initial_carry(B), (x, reset))
+        return jnp.sum(y ** 2), y
+
+    (l1, y1), g1 = jax.value_and_grad(loss, has_aux=True)(params, 1)
+    (l4, y4), g4 = jax.value_and_grad(loss, has_aux=True)(params, 4)
+    np.testing.assert_allclose(y4, y1, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(g4), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
