@@ -25,6 +25,11 @@ TEACHERS: dict[str, tuple[str, str, str | None]] = {
     "covar_gmm": ("teachers.covar_gmm", "covar_gmm", "CovarGMMConfig"),
     "riac": ("teachers.riac", "riac", "RIACConfig"),
     "oracle": ("teachers.oracle", "oracle", "OracleConfig"),
+    "default": ("teachers.self_paced", "default_teacher", None),
+    "spdl": ("teachers.self_paced", "spdl", "SPDLConfig"),
+    "spdl_delta": ("teachers.self_paced", "spdl_delta", "SPDLDeltaConfig"),
+    "currot": ("teachers.currot", "currot", "CurrOTConfig"),
+    "active_self_paced": ("teachers.active_self_paced", "active_self_paced", "ActiveSelfPacedConfig"),
 }
 
 
