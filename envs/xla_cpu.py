@@ -9,9 +9,11 @@ scheduler turned off, 0 of 4 hung in 24 calls, each call about 4 % slower. Neith
 *CPU* option and does nothing on a GPU; the option exists in the jaxlib builds of the pinned range
 (checked in 0.10.0, 0.10.2 and 0.11.2), so XLA never rejects it as unknown.
 
-gymnax starts JAX's backend when it is imported, so this must run before ``import gymnax``: ``envs``,
-``experiments``, ``benchmarks`` and the tests' ``conftest.py`` apply it on import, and a warning says
-when it came too late.
+gymnax starts JAX's backend when it is imported, so this must run before ``import gymnax``: every
+public package (``envs``, ``teachers``, ``memory``, ``algos``, ``experiments``, ``benchmarks``) and the
+tests' ``conftest.py`` apply it in their ``__init__``, so whatever a script imports first (``from
+algos.ppo import make_train``) it is in effect; a warning says when it came too late (gymnax or JAX
+imported before any curriculax module).
 
 Set ``CURRICULAX_KEEP_XLA_FLAGS=1`` to leave ``XLA_FLAGS`` untouched; a scheduler setting already in
 ``XLA_FLAGS`` is respected.

@@ -36,3 +36,32 @@ def test_warns_when_jax_started_first():
     proc = _flags_after("import os, gymnax, envs; print(os.environ.get('XLA_FLAGS'))")
     assert proc.stdout.strip() == "None"
     assert "cannot take effect" in proc.stderr
+
+
+FIRST_IMPORTS = {  # a script's first line, one per public package (a submodule, as scripts do)
+    "algos": "from algos.ppo import make_train",
+    "teachers": "from teachers.alp_gmm import alp_gmm",
+    "memory": "from memory.s5 import S5",
+    "envs": "from envs.popgym import popgym_names",
+    "experiments": "from experiments.runner import run",
+    "benchmarks": "import benchmarks.teachers",
+}
+
+
+def test_every_public_package_applies_it_whatever_is_imported_first():
+    """``from algos.ppo import ...`` as the first line used to import gymnax before ``envs`` and turn
+    the work-around off. Each package's own ``__init__`` applies it now (run in parallel)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CURRICULAX_KEEP_XLA_FLAGS")}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-W", "always", "-c",
+             f"{line}; import os, gymnax, jax; jax.numpy.zeros(1).block_until_ready(); "
+             "print(os.environ.get('XLA_FLAGS'))"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, line in FIRST_IMPORTS.items()
+    }
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, err)
+        assert out.split() == [FLAG], (name, out)
+        assert "cannot take effect" not in err, (name, err)
