@@ -1,6 +1,6 @@
 """The hypercube toy student of Portelas et al. (2019), "Teacher algorithms for curriculum learning of
 Deep RL in continuously parameterized environments" (CoRL 2019), as defined by the reference code
-``flowersteam/teachDeepRL``, ``teachDRL/toy_env/toy_env.py`` (see ``shared/references/teachers.md`` §4).
+``flowersteam/teachDeepRL``, ``teachDRL/toy_env/toy_env.py``.
 
 No neural network learns here: a table of per-cube competences stands in for the student, so teachers
 can be compared in seconds.

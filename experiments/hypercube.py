@@ -1,4 +1,4 @@
-"""Teachers on the hypercube toy student (Portelas et al. 2019; ``shared/references/teachers.md`` §4).
+"""Teachers on the hypercube toy student (Portelas et al. 2019; ``flowersteam/teachDeepRL``, ``teachDRL/toy_env``).
 
 ``python -m experiments.hypercube --teachers alp_gmm --dims 2 --cubes 10 --episodes 20000 --seeds 32``
 (several teachers, or ``--teachers all`` for random, alp_gmm, covar_gmm, riac and oracle, run one after
