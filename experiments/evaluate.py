@@ -35,7 +35,7 @@ import numpy as np
 from algos.evaluation import evaluate_tasks
 from experiments import plotting
 from experiments.checkpoints import Checkpointer, CheckpointError
-from experiments.runner import RunFolderError, _to_json, read_records, seed_keys
+from experiments.runner import RunFolderError, _to_json, read_records, seed_keys, seed_std
 
 
 class LoadedRun(NamedTuple):
@@ -179,7 +179,7 @@ def write_evaluation(run: LoadedRun, result: dict, out_dir: str) -> dict:
         "score_mean": result["scores"].mean(axis=0).tolist(),
         "mastered_pct_per_seed": mastered_pct.tolist(),
         "mastered_pct": float(mastered_pct.mean()),
-        "mastered_pct_std": float(mastered_pct.std()),  # over seeds, ddof=0 as in summary.json
+        "mastered_pct_std": seed_std(mastered_pct),  # ddof=1, as in summary.json
         "test_return": float(result["returns"].mean()),
     }
     os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)

@@ -1,8 +1,8 @@
 """Plots of a run folder's records: learning curves with a band across seeds, task-distribution maps,
 the score per task of an evaluation.
 
-Bands are the mean +- one standard deviation across seeds (population std, ddof=0, as in
-``summary.json``), clipped to the metric's range where it has one (no "-5 % mastered"). Legends sit
+Bands are the mean +- one standard deviation across seeds (the sample std, ddof=1, as in
+``summary.json``: ``experiments.runner.seed_std``), clipped to the metric's range where it has one (no "-5 % mastered"). Legends sit
 outside the axes so that they never cover a curve.
 """
 
@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 def band(y: np.ndarray, value_range: tuple[float, float] | None, axis: int = 1):
     """``(mean, low, high)`` of ``y`` over ``axis``: mean +- one std, clipped to ``value_range``."""
-    mean, std = y.mean(axis=axis), y.std(axis=axis)
+    n = y.shape[axis]
+    mean, std = y.mean(axis=axis), (y.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(y.mean(axis=axis)))
     low, high = mean - std, mean + std
     if value_range is not None:
         low, high = np.clip(low, *value_range), np.clip(high, *value_range)
@@ -142,9 +143,9 @@ def plot_trial_returns(path: str, per_trial: dict[str, np.ndarray], title: str) 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (split, y) in enumerate(per_trial.items()):
         trials = np.arange(y.shape[1])
-        mean, std = y.mean(axis=0), y.std(axis=0)
+        mean, low, high = band(y, None, axis=0)
         ax.plot(trials, mean, marker="o", color=f"C{i}", label=f"{split} ({y.shape[0]} seeds)")
-        ax.fill_between(trials, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+        ax.fill_between(trials, low, high, color=f"C{i}", alpha=0.2)
     ax.set_xlabel("trial index within the meta-episode")
     ax.set_ylabel("trial return")
     ax.set_title(title, fontsize=9)

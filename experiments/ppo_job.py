@@ -21,7 +21,7 @@ import numpy as np
 from algos.evaluation import evaluate_tasks
 from algos.ppo import Trainer
 from experiments import plotting
-from experiments.runner import Job, mean_and_std
+from experiments.runner import Job, mean_and_std, seed_std
 
 
 def best_update_return(metrics: dict) -> np.ndarray:
@@ -122,7 +122,7 @@ def ppo_job(
         # POPGym's MMER: per seed, the max over updates of the update's mean episodic return
         mmer = np.max([np.asarray(r["best_update_return"], np.float64) for r in records], axis=0)
         summary = {"final_return": ret, "final_return_std": ret_std,
-                   "mmer": float(mmer.mean()), "mmer_std": float(mmer.std())}
+                   "mmer": float(mmer.mean()), "mmer_std": seed_std(mmer)}
         if test_tasks is not None:
             m, s = mean_and_std(records, "mastered_pct")
             summary.update(mastered_pct=m, mastered_pct_std=s)

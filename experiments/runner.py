@@ -21,7 +21,7 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
   a fresh run refuses a folder that holds another run's metrics, summary or checkpoints;
 * ``config.json`` (resolved config, the fields the job did not use, chunk plan, library versions, git
   revision), ``summary.json`` (flat ``name: number``) and ``plots/*.png`` (mean with a band of one
-  standard deviation across seeds).
+  sample standard deviation across seeds, :func:`seed_std`).
 
 :func:`run_many` runs several jobs (teachers, learners) as children of one parent run folder and
 compares them with the first; :func:`default_run_dir` names every run folder.
@@ -641,9 +641,10 @@ def compare_to_baseline(finals: dict[str, np.ndarray], baseline: str, metric: st
     values), and for each child but ``baseline``: the difference of means, its standard error and
     Welch's t-test p-value.
 
-    Conventions: ``std`` is the population standard deviation over seeds (``np.std``, ddof=0, as in
-    every ``summary.json``); the standard error is ``sqrt(var_a / n_a + var_b / n_b)`` with sample
-    variances (ddof=1). The standard error needs two seeds on both sides; the p-value (scipy's
+    Conventions (one for every figure): ``std`` is the sample standard deviation over seeds
+    (:func:`seed_std`, ddof=1, as in every ``summary.json``); the standard error is
+    ``sqrt(std_a^2 / n_a + std_b^2 / n_b)`` with the same stds. The standard error needs two seeds
+    on both sides; the p-value (scipy's
     ``ttest_ind(equal_var=False)``) also some spread on one side; otherwise they are left out.
     Keys: ``<child>/<metric>``, ``<child>/<metric>_std``, ``<child>_minus_<baseline>``,
     ``<child>_minus_<baseline>_se``, ``<child>_vs_<baseline>_welch_p``.
@@ -654,7 +655,7 @@ def compare_to_baseline(finals: dict[str, np.ndarray], baseline: str, metric: st
     out = {}
     for name, x in finals.items():
         out[f"{name}/{metric}"] = float(x.mean())
-        out[f"{name}/{metric}_std"] = float(x.std())
+        out[f"{name}/{metric}_std"] = seed_std(x)
     base = finals[baseline]
     for name, x in finals.items():
         if name == baseline:
@@ -663,7 +664,7 @@ def compare_to_baseline(finals: dict[str, np.ndarray], baseline: str, metric: st
         if min(len(x), len(base)) < 2:
             continue
         out[f"{name}_minus_{baseline}_se"] = float(
-            np.sqrt(x.var(ddof=1) / len(x) + base.var(ddof=1) / len(base))
+            np.sqrt(seed_std(x) ** 2 / len(x) + seed_std(base) ** 2 / len(base))
         )
         if x.std() > 0 or base.std() > 0:
             out[f"{name}_vs_{baseline}_welch_p"] = float(stats.ttest_ind(x, base, equal_var=False).pvalue)
@@ -802,7 +803,19 @@ class _progress:
             self._bar.close()
 
 
+def seed_std(x: Any, axis: int | None = None) -> Any:
+    """The standard deviation across seeds used by every summary, plot band and standard error:
+    the sample std (ddof=1); 0 for a single seed."""
+    x = np.asarray(x, np.float64)
+    n = x.size if axis is None else x.shape[axis]
+    if n < 2:
+        return 0.0 if axis is None else np.zeros(np.delete(x.shape, axis))
+    out = np.std(x, axis=axis, ddof=1)
+    return float(out) if axis is None else out
+
+
 def mean_and_std(records: list[dict], name: str, last: int = 1) -> tuple[float, float]:
-    """Mean over seeds (and std across seeds) of metric ``name`` averaged over the ``last`` chunks."""
+    """Mean over seeds (and :func:`seed_std` across seeds) of metric ``name`` averaged over the
+    ``last`` chunks."""
     per_seed = np.mean([np.asarray(r[name], np.float64) for r in records[-last:]], axis=0)
-    return float(np.mean(per_seed)), float(np.std(per_seed))
+    return float(np.mean(per_seed)), seed_std(per_seed)

@@ -18,7 +18,7 @@ def test_compare_to_baseline_known_answer():
     out = compare_to_baseline({"random": [10.0, 20.0, 30.0], "alp_gmm": [30.0, 40.0, 50.0]}, "random",
                               "mastered_pct")
     assert out["alp_gmm/mastered_pct"] == 40.0 and out["random/mastered_pct"] == 20.0
-    np.testing.assert_allclose(out["random/mastered_pct_std"], np.std([10, 20, 30]))  # ddof=0
+    np.testing.assert_allclose(out["random/mastered_pct_std"], np.std([10, 20, 30], ddof=1))  # sample std
     assert out["alp_gmm_minus_random"] == 20.0
     np.testing.assert_allclose(out["alp_gmm_minus_random_se"], np.sqrt(100 / 3 + 100 / 3))  # ddof=1
     t = 20 / np.sqrt(200 / 3)  # Welch t with 4 degrees of freedom
