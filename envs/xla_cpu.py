@@ -22,6 +22,7 @@ Set ``CURRICULAX_KEEP_XLA_FLAGS=1`` to leave ``XLA_FLAGS`` untouched; a schedule
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 SCHEDULER_OPTION = "xla_cpu_enable_concurrency_optimized_scheduler"
@@ -51,3 +52,26 @@ def apply_cpu_deadlock_workaround() -> bool:
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True
+
+
+CURRICULAX_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("envs", "teachers", "memory", "algos", "experiments", "benchmarks")
+
+
+def check_packages() -> None:
+    """Raise a clear ``ImportError`` when a top-level package of curriculax that is already imported
+    (``envs``, ``teachers``, ...) is not curriculax's own: a user's folder of the same name (with an
+    ``__init__.py``) earlier on ``sys.path``, e.g. in the working directory, shadows it (the error a
+    user would otherwise meet: ``cannot import name 'TaskSpace' from 'envs'``)."""
+    for name in PACKAGES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        origin = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", []) or []), None)
+        if origin and not os.path.abspath(origin).startswith(CURRICULAX_ROOT + os.sep):
+            raise ImportError(
+                f"curriculax: the package {name!r} was imported from {origin}, not from curriculax "
+                f"({os.path.join(CURRICULAX_ROOT, name)}): a folder named {name!r} in your project or the "
+                "working directory shadows it. Rename your folder (e.g. my_envs/), or run from a "
+                "directory that does not contain it (README: 'Package names')."
+            )

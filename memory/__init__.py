@@ -10,7 +10,12 @@ point for experiments (``--core gru|lstm|s5|mlp``; ``mlp`` is the memory-less ba
 S5 ``d_model`` (its state size is ``ssm_size``, an option, 256 by default).
 """
 
-import envs.xla_cpu  # noqa: F401  (first: the XLA CPU deadlock work-around, before JAX starts)
+try:  # first: the XLA CPU deadlock work-around, before JAX starts (envs/xla_cpu.py)
+    from envs.xla_cpu import check_packages
+except ImportError as error:
+    raise ImportError("curriculax: cannot import envs.xla_cpu; is a folder named 'envs' in your project "
+                      "shadowing curriculax's envs package? (README: 'Package names')") from error
+check_packages()
 
 from collections.abc import Callable
 
