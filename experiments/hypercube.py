@@ -49,7 +49,7 @@ from flax import struct
 from algos.loops import masked_scan
 from envs import hypercube as hc
 from experiments import plotting
-from experiments.runner import Job, RunConfig, mean_and_std, parse_config, run_many
+from experiments.runner import Job, RunConfig, cli, mean_and_std, run_many
 from teachers.base import Teacher
 from teachers.oracle import OracleConfig, hypercube_oracle_config
 from teachers.registry import (
@@ -369,4 +369,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, sys.argv[1:]))
+    cli(Config, main, sys.argv[1:])
