@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 from typing import Any
@@ -95,7 +96,11 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict) -> None:
         """Save ``step`` and its manifest, synchronously. Raises :class:`DiskFullError` (one line)
-        when the device is full, :class:`CheckpointError` when orbax skips the step."""
+        when the device is full, :class:`CheckpointError` when orbax skips the step. orbax's own
+        error logs of its background threads are held back while saving: what failed is raised."""
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.CRITICAL)
         try:
             saved = self._manager.save(
                 step,
@@ -126,6 +131,8 @@ class Checkpointer:
                     f"{self.directory}; free some space and continue with --resume"
                 ) from None
             raise
+        finally:
+            absl_logger.setLevel(level)
 
     def verify(self, step: int) -> str | None:
         """None when checkpoint ``step`` matches its manifest, else what is wrong with it."""
