@@ -32,7 +32,8 @@ scores[q]`` in [0, 1] (e.g. an oracle's judgement of the task, or a costly evalu
 initialises the running score of a task not yet played. Without one (``scorer=None``, what the
 registry builds and what the experiments use), the environment itself is the scorer: an escalated
 task enters the curriculum and the episodes the learner then plays on it are its evaluation. Either
-way at most ``query_budget`` tasks are escalated per update (tested).
+way at most ``query_budget`` tasks are escalated per update (tested); an update whose batch holds no
+episode changes nothing (the pace grows per update with episodes).
 
 The exact lambda growth rule and constants of the paper are not published in its abstract; the
 defaults here are stated choices, all in :class:`ActiveSelfPacedConfig`.
@@ -133,6 +134,7 @@ def active_self_paced(
         del extras
         if tasks.ndim != 2 or tasks.shape[1] != dim:
             raise ValueError(f"active_self_paced: tasks must be [n, {dim}], got {tasks.shape}")
+        old_state = state
         finite = jnp.isfinite(scores) & jnp.all(jnp.isfinite(tasks), axis=1)
         valid = mask & finite
         # each episode belongs to its nearest pool task (sampled tasks are pool tasks exactly)
@@ -161,12 +163,15 @@ def active_self_paced(
             label = query & ~played[top] & jnp.isfinite(external)
             score = score.at[top].set(jnp.where(label, external, score[top]))
             played = played.at[top].set(played[top] | label)
-        return state.replace(
+        new = state.replace(
             score=score, played=played, scored=scored, key=key,
             pace=jnp.minimum(config.pace_max, state.pace * config.pace_growth),
             updates=state.updates + 1, queries=state.queries + query.sum().astype(jnp.int32),
             episodes=state.episodes + valid.sum().astype(jnp.int32),
             nonfinite=state.nonfinite + (mask & ~finite).sum().astype(jnp.int32),
         )
+        # a batch without episodes is no round: nothing changes (besides the bad-input count)
+        keep = lambda a, b: jnp.where(valid.any(), a, b)  # noqa: E731
+        return jax.tree.map(keep, new, old_state.replace(nonfinite=new.nonfinite))
 
     return Teacher(init, sample, update, task_space, "active_self_paced")

@@ -279,7 +279,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         failed = valid & ~(new_ok & kept[:b])
         return succ_c, succ_v, k.astype(jnp.int32), reached, failed
 
-    def buffer_reached(state, ctx, val, valid, targets):
+    def buffer_reached(state, ctx, val, valid, targets, active):
         """Step 1 after delta: successes replace failures, or the assignment to target samples."""
         size = state.succ_size
         old_valid = idx_n < size
@@ -291,9 +291,11 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         ext_c = jnp.concatenate([state.succ_contexts, ctx])
         ext_v = jnp.concatenate([state.succ_values, val])
         ext_ok = jnp.concatenate([old_valid, new_ok])
+        use_a = (n_remove == 0) & (size >= n) & (n_new > 0) & active
         cost = jnp.sum((targets[:, None] - ext_c[None]) ** 2, axis=-1)
         cost = jnp.where(ext_ok[None], cost, _BIG)
-        cols = jnp.sort(linear_assignment(cost))
+        # under vmap both branches run: a zero cost matrix (solved in one step per row) when unused
+        cols = jnp.sort(linear_assignment(jnp.where(use_a, cost, 0.0)))
         chosen = jnp.zeros((n + b,), bool).at[cols].set(True)
         a_c, a_v = ext_c[cols], ext_v[cols]
         # (b) replace the failures (the n_new lowest values when there are more failures)
@@ -307,7 +309,6 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         rows = idx_n < count
         r_c = jnp.where(rows[:, None], cat_c[take], 0.0)
         r_v = jnp.where(rows, cat_v[take], -jnp.inf)
-        use_a = (n_remove == 0) & (size >= n)
         any_new = n_new > 0
         succ_c = jnp.where(any_new, jnp.where(use_a, a_c, r_c), state.succ_contexts)
         succ_v = jnp.where(any_new, jnp.where(use_a, a_v, r_v), state.succ_values)
@@ -346,6 +347,10 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         return jnp.clip(x, low, high)
 
     def end_round(state: CurrOTState) -> CurrOTState:
+        # under vmap the round is computed for every seed; seeds without a round get trivial
+        # (zero-cost) assignment problems, which the Hungarian loops solve in one step per row
+        active = state.ep_count >= b
+        state = state.replace(ep_count=jnp.minimum(state.ep_count, b))
         key, k_t1, k_t2, k_succ, k_sw, k_ball = jax.random.split(state.key, 6)
         valid = jnp.arange(b) < state.ep_count
         ctx, val = state.ep_contexts, state.ep_values
@@ -355,7 +360,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         targets = G.sample_prior_target(prior, task_space, k_t1, n)
         succ_c, succ_v, succ_size, reached, failed = jax.lax.cond(
             state.delta_reached,
-            lambda: buffer_reached(state, ctx, val, valid, targets),
+            lambda: buffer_reached(state, ctx, val, valid, targets, active),
             lambda: buffer_not_reached(state, ctx, val, valid),
         )
         failed = failed & state.threshold_reached
@@ -381,7 +386,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         restrict = succ_ok.sum() >= replace.sum()
         cost = jnp.sum((state.particles[:, None] - succ[None]) ** 2, axis=-1)
         cost = jnp.where(restrict & ~succ_ok[None], _BIG, cost)
-        cost = jnp.where(replace[:, None], cost, 0.0)
+        cost = jnp.where(replace[:, None] & active, cost, 0.0)
         match = linear_assignment(cost)
         start = jnp.where(replace[:, None], succ[match], state.particles)
         reached_p = jnp.where(replace, succ_ok[match], reached_p)
@@ -416,8 +421,6 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
             episodes=state.episodes + n_valid,
             nonfinite=state.nonfinite + (mask & ~finite).sum().astype(jnp.int32),
         )
-        return jax.lax.cond(state.ep_count >= b,
-                            lambda s: end_round(s.replace(ep_count=jnp.minimum(s.ep_count, b))),
-                            lambda s: s, state)
+        return jax.lax.cond(state.ep_count >= b, end_round, lambda s: s, state)
 
     return Teacher(init, sample, update, task_space, "currot", _extras(value))
