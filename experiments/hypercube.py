@@ -240,9 +240,13 @@ class SeedState:
     key: jax.Array
 
 
-def build_teacher(name: str, config: hc.HypercubeConfig, options: Any | None = None) -> Teacher:
-    """Teacher ``name`` over the grid's task space with ``options`` (None: the hypercube's defaults)."""
-    return make_teacher(name, hc.task_space(config), hypercube_teacher_config(name, config, options))
+def build_teacher(
+    name: str, config: hc.HypercubeConfig, options: Any | None = None, episodes: int | None = None
+) -> Teacher:
+    """Teacher ``name`` over the grid's task space with ``options`` (None: the hypercube's defaults),
+    sized to a run of ``episodes`` (ALP-GMM keeps its whole history, as the reference)."""
+    return make_teacher(name, hc.task_space(config), hypercube_teacher_config(name, config, options),
+                        max_episodes=episodes)
 
 
 def logs_task_hist(config: hc.HypercubeConfig) -> bool:
@@ -299,7 +303,7 @@ def make_job(config: Config, experiment: str) -> Job:
     cube_config = config.hypercube_config()
     options = config.teacher_config(name)
     check_batch(name, batch, cube_config, warn=True, options=options)
-    teacher = build_teacher(name, cube_config, options)
+    teacher = build_teacher(name, cube_config, options, episodes=config.episodes)
     init, chunk = make_seed_fns(teacher, cube_config, batch)
     with_hist = logs_task_hist(cube_config)
     ceiling = hc.ceiling_pct(cube_config, config.episodes)

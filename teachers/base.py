@@ -18,6 +18,17 @@
   ``**extras``; a teacher names the ones it reads in ``Teacher.extras`` and the trainer computes and
   passes those, so a teacher that reads none does not pay for them (benchmarks/RESULTS.md).
 * ``n`` is static (a Python int). All functions are jittable and vmappable over seeds.
+
+Checked inputs (every registered teacher; the contract test ``tests/test_teacher_contract.py``):
+
+* Shapes are checked at trace time, before anything compiles: ``tasks [n, dim]``, ``scores [n]``,
+  ``mask [n]``, extras ``[n]``, ``n`` a positive int; a mismatch raises ``ValueError`` naming the
+  teacher and the shapes (:func:`check_shapes`, :func:`check_sample_n`).
+* A valid row whose task or score is not finite is treated as masked out and counted in
+  ``state.inputs.nonfinite``, never stored; a task outside the task space is clipped into it
+  (``inputs.tasks_clipped``) and a score outside [0, 1] is clipped (``inputs.scores_clipped``):
+  :func:`clean_inputs`, or the decorator :func:`checked_update` around a teacher's ``update``.
+  :func:`input_metrics` turns the counts into the trainer's metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import struct
 
 from envs.task_space import TaskSpace
 
@@ -45,6 +58,105 @@ class Teacher(NamedTuple):
 
 
 EXTRAS = ("initial_value", "discounted_return")  # what trainers can hand to a teacher
+
+
+@struct.dataclass
+class InputCounts:
+    """Bad input a teacher received, counted over its lifetime (valid rows only)."""
+
+    nonfinite: jax.Array  # int32: rows whose task or score was NaN/inf (masked out, never stored)
+    tasks_clipped: jax.Array  # int32: rows whose task lay outside the task space (clipped into it)
+    scores_clipped: jax.Array  # int32: rows whose score lay outside [0, 1] (clipped)
+
+    @classmethod
+    def zeros(cls) -> InputCounts:
+        z = jnp.zeros((), jnp.int32)
+        return cls(nonfinite=z, tasks_clipped=z, scores_clipped=z)
+
+
+def check_shapes(name: str, task_space: TaskSpace, tasks, scores, mask, extras=None) -> None:
+    """Raise ``ValueError`` naming teacher ``name`` unless ``tasks [n, dim]``, ``scores [n]``,
+    ``mask [n]`` and every extra ``[n]`` (static shapes: runs at trace time)."""
+    t, s, m = jnp.shape(tasks), jnp.shape(scores), jnp.shape(mask)
+    want = f"tasks [n, {task_space.dim}], scores [n], mask [n]"
+    if len(t) != 2 or t[1] != task_space.dim or s != t[:1] or m != t[:1]:
+        raise ValueError(
+            f"teacher {name!r}: update expects {want}; got tasks {list(t)}, scores {list(s)}, "
+            f"mask {list(m)}")
+    for key, value in (extras or {}).items():
+        if jnp.shape(value) != t[:1]:
+            raise ValueError(
+                f"teacher {name!r}: extra {key!r} must have shape [{t[0]}] (one per row), got "
+                f"{list(jnp.shape(value))}")
+
+
+def check_sample_n(name: str, n) -> int:
+    """``n`` as an int, or ``ValueError`` naming teacher ``name`` (n must be a static int >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"teacher {name!r}: sample needs a static int n >= 1 tasks, got {n!r}")
+    return int(n)
+
+
+def clean_inputs(
+    task_space: TaskSpace, tasks, scores, mask, counts: InputCounts
+) -> tuple[jax.Array, jax.Array, jax.Array, InputCounts]:
+    """``(tasks, scores, mask, counts)`` with non-finite valid rows masked out and zeroed, tasks
+    clipped into the space and scores into [0, 1], and the cases counted (valid rows only)."""
+    tasks = jnp.asarray(tasks, jnp.float32)
+    scores = jnp.asarray(scores, jnp.float32)
+    mask = jnp.asarray(mask, bool)
+    finite = jnp.all(jnp.isfinite(tasks), axis=1) & jnp.isfinite(scores)
+    bad = mask & ~finite
+    mask = mask & finite
+    tasks = jnp.where(finite[:, None], tasks, 0.0)
+    scores = jnp.where(finite, scores, 0.0)
+    clipped_tasks = task_space.clip(tasks)
+    clipped_scores = jnp.clip(scores, 0.0, 1.0)
+    out_t = mask & jnp.any(clipped_tasks != tasks, axis=1)
+    out_s = mask & (clipped_scores != scores)
+    count = lambda b: jnp.sum(b.astype(jnp.int32))  # noqa: E731
+    counts = InputCounts(
+        nonfinite=counts.nonfinite + count(bad),
+        tasks_clipped=counts.tasks_clipped + count(out_t),
+        scores_clipped=counts.scores_clipped + count(out_s),
+    )
+    return clipped_tasks, clipped_scores, mask, counts
+
+
+def checked_update(name: str, task_space: TaskSpace) -> Callable[[Callable], Callable]:
+    """Decorator for a teacher's ``update(state, tasks, scores, mask, **extras)`` whose state has an
+    ``inputs: InputCounts`` field: shapes checked at trace time, inputs cleaned and counted
+    (:func:`clean_inputs`) before the inner update sees them."""
+
+    def wrap(update: Callable) -> Callable:
+        def checked(state, tasks, scores, mask, **extras):
+            check_shapes(name, task_space, tasks, scores, mask, extras)
+            tasks, scores, mask, counts = clean_inputs(task_space, tasks, scores, mask, state.inputs)
+            return update(state.replace(inputs=counts), tasks, scores, mask, **extras)
+
+        return checked
+
+    return wrap
+
+
+def checked_sample(name: str) -> Callable[[Callable], Callable]:
+    """Decorator for a teacher's ``sample(state, key, n)``: ``n`` checked (:func:`check_sample_n`)."""
+
+    def wrap(sample: Callable) -> Callable:
+        def checked(state, key, n):
+            return sample(state, key, check_sample_n(name, n))
+
+        return checked
+
+    return wrap
+
+
+def input_metrics(state: Any) -> dict[str, jax.Array]:
+    """The input counts of a teacher state as metrics (``teacher/nonfinite`` ...); {} without any."""
+    counts = getattr(state, "inputs", None)
+    if not isinstance(counts, InputCounts):
+        return {}
+    return {f"teacher/{f}": getattr(counts, f) for f in ("nonfinite", "tasks_clipped", "scores_clipped")}
 
 
 def compact_valid_first(mask: jax.Array) -> tuple[jax.Array, jax.Array]:

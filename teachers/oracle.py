@@ -1,7 +1,6 @@
 """Oracle teacher: a hand-made curriculum that slides a sampling window from easy to hard tasks.
 
-This is the Oracle of Portelas et al. (2019) (TDRL ``teachDRL/teachers/algos/oracle_teacher.py``;
-``shared/references/teachers.md`` §5.1), in the batched, masked protocol of ``teachers/base.py``:
+This is the Oracle of Portelas et al. (2019) (TDRL ``teachDRL/teachers/algos/oracle_teacher.py``), in the batched, masked protocol of ``teachers/base.py``:
 
 * Tasks are sampled uniformly in a box window whose width is ``window_fraction`` of the task range
   on each dimension (TDRL: 1/6).
@@ -21,11 +20,13 @@ Defaults, and how they relate to TDRL:
 * ``threshold = 0.76``: TDRL compares the *raw* BipedalWalker return with 230; curriculax scores are
   normalised to [0, 1], and TDRL's own normalisation of that return (``interp(r, (-150, 350), (0, 1))``)
   maps 230 to 0.76.
-* ``step = None`` → ``+range / 30`` on every dimension, TDRL's Stump Tracks step in relative terms
-  (+0.1 of the [0, 3] stump height = range/30; -0.2 of the [0, 6] spacing = -range/30; Hexagon Tracks
-  used +0.1 of [0, 4] = range/40). With a 1/6 window the window moves 1/5 of its width per success.
-  Pass an explicit step for any direction that is not "up on every dimension" (Stump Tracks:
-  ``step=(0.1, -0.2)`` on the box [0, 3] x [0, 6]).
+* ``step = None`` → ``range / 30`` on every dimension, from the easy end towards the hard end:
+  TDRL's Stump Tracks step in relative terms (+0.1 of the [0, 3] stump height = range/30; -0.2 of the
+  [0, 6] spacing = -range/30; Hexagon Tracks used +0.1 of [0, 4] = range/40). A dimension moves up
+  unless its name is in :data:`HARDER_WHEN_SMALLER` (tasks get harder as it shrinks: stump spacing,
+  CartPole's pole length and angle limit), where it starts at the top and moves down. So on
+  stump_track the default window starts at no stumps and the widest spacing, as the paper's Oracle.
+  With a 1/6 window the window moves 1/5 of its width per success.
 
 The window state is an integer count of successful checks (``advances``): the window's lower corner is
 ``clip(start + advances * step)``, which equals TDRL's repeated clipped additions and does not drift.
@@ -43,7 +44,10 @@ import numpy as np
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher
+from teachers.base import InputCounts, Teacher, checked_sample, checked_update
+
+#: Task dimensions that make a task harder as they shrink (the Oracle's default moves them down).
+HARDER_WHEN_SMALLER = frozenset({"stump_spacing", "obstacle_spacing", "pole_length", "angle_limit"})
 
 
 def _as_tuple(x):
@@ -80,6 +84,7 @@ class OracleState:
     block_sum: jax.Array  # float32: sum of the scores of the current, incomplete block
     block_count: jax.Array  # int32: episodes in the current block, in [0, check_every)
     episodes: jax.Array  # int32: valid episodes reported so far
+    inputs: InputCounts  # bad input received (teachers.base)
 
 
 def _per_dim(value, dim: int, what: str) -> np.ndarray:
@@ -104,7 +109,11 @@ def _geometry(task_space: TaskSpace, config: OracleConfig):
     if np.any(frac <= 0) or np.any(frac > 1):
         raise ValueError(f"OracleConfig: window_fraction must lie in (0, 1], got {config.window_fraction}")
     width = frac * span
-    step = span / 30.0 if config.step is None else _per_dim(config.step, d, "step")
+    if config.step is None:
+        down = np.asarray([name in HARDER_WHEN_SMALLER for name in task_space.names])
+        step = np.where(down, -1.0, 1.0) * span / 30.0
+    else:
+        step = _per_dim(config.step, d, "step")
     if config.window_start is None:
         start = np.where(step < 0, high - width, low)
     else:
@@ -141,6 +150,12 @@ def oracle_window(
     return corner, corner + width
 
 
+def exact_block(config: OracleConfig) -> int:
+    """Episodes per sample/update block that equal one episode at a time: ``check_every`` (the window
+    moves only at the end of a block; any divisor of it works too)."""
+    return int(config.check_every)
+
+
 def oracle(task_space: TaskSpace, config: OracleConfig = OracleConfig()) -> Teacher:
     """The sliding-window Oracle over ``task_space`` (see the module docstring)."""
     _geometry(task_space, config)  # validate on the host, before anything is traced
@@ -154,18 +169,19 @@ def oracle(task_space: TaskSpace, config: OracleConfig = OracleConfig()) -> Teac
             block_sum=jnp.zeros((), jnp.float32),
             block_count=jnp.zeros((), jnp.int32),
             episodes=jnp.zeros((), jnp.int32),
+            inputs=InputCounts.zeros(),
         )
 
+    @checked_sample("oracle")
     def sample(state: OracleState, key: jax.Array, n: int) -> tuple[OracleState, jax.Array]:
         lower, upper = oracle_window(task_space, config, state)
         u = jax.random.uniform(key, (n, task_space.dim))
         tasks = lower + u * (upper - lower)
         return state, task_space.clip(tasks)
 
+    @checked_update("oracle", task_space)
     def update(state: OracleState, tasks, scores, mask, **extras) -> OracleState:
         del tasks
-        mask = jnp.asarray(mask, bool)
-        scores = jnp.asarray(scores, jnp.float32)
         n = mask.shape[0]
         # Position of each valid row in the episode sequence that starts with the current block.
         pos = state.block_count + jnp.cumsum(mask.astype(jnp.int32)) - 1
@@ -177,7 +193,7 @@ def oracle(task_space: TaskSpace, config: OracleConfig = OracleConfig()) -> Teac
         total = state.block_count + jnp.sum(mask.astype(jnp.int32))
         completed = total // check_every  # blocks finished by this batch
         passed = (sums / check_every > threshold) & (jnp.arange(num_blocks) < completed)
-        return OracleState(
+        return state.replace(
             advances=state.advances + jnp.sum(passed.astype(jnp.int32)),
             block_sum=sums[completed],
             block_count=total - completed * check_every,

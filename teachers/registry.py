@@ -78,11 +78,31 @@ def unused_teacher_options(used: Sequence[str]) -> list[str]:
     return [f.name for f in dataclasses.fields(TeacherOptions) if f.name not in used]
 
 
+def exact_block(name: str, config: Any | None = None) -> int | None:
+    """The largest block of episodes per ``sample``/``update`` call (aligned on its multiples) that
+    teacher ``name`` with ``config`` (None: defaults) claims equal to one episode at a time: the
+    module's ``exact_block(config)``; None: any block; 1 for a module that defines none."""
+    _check_name(name)
+    module = importlib.import_module(TEACHERS[name][0])
+    rule = getattr(module, "exact_block", None)
+    if rule is None:
+        return 1
+    cls = teacher_config_class(name)
+    return rule(config if config is not None else (cls() if cls is not None else None))
+
+
 def make_teacher(
-    name: str, task_space: TaskSpace, config: Any | None = None, **overrides: Any
+    name: str,
+    task_space: TaskSpace,
+    config: Any | None = None,
+    *,
+    max_episodes: int | None = None,
+    **overrides: Any,
 ) -> Teacher:
     """Build teacher ``name`` over ``task_space`` with ``config`` (an instance of its config class;
-    None: the defaults); ``overrides`` replace fields of it."""
+    None: the defaults); ``overrides`` replace fields of it. ``max_episodes``: the run's episode
+    budget (an upper bound), for teachers whose config sizes itself to the run (a
+    ``sized_to_run(max_episodes)`` method, e.g. ALP-GMM's history)."""
     _check_name(name)
     module, factory, _ = TEACHERS[name]
     fn = getattr(importlib.import_module(module), factory)
@@ -97,4 +117,7 @@ def make_teacher(
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"teacher {name!r} has no options {sorted(unknown)}; known: {sorted(fields)}")
-    return fn(task_space, dataclasses.replace(config or config_cls(), **overrides))
+    config = dataclasses.replace(config or config_cls(), **overrides)
+    if max_episodes is not None and hasattr(config, "sized_to_run"):
+        config = config.sized_to_run(int(max_episodes))
+    return fn(task_space, config)

@@ -3,8 +3,7 @@
 The task space is split recursively into axis-aligned boxes (regions); tasks are drawn from regions in
 proportion to their absolute learning progress (ALP). This port follows the reference implementation of
 Portelas et al. (CoRL 2019, ``flowersteam/teachDeepRL`` ``teachers/algos/riac.py``, "RIAC with minor
-improvements"); see ``shared/references/teachers.md`` §3. Tasks are kept in raw task units throughout,
-as in the reference (no normalisation).
+improvements"). Tasks are kept in raw task units throughout, as in the reference (no normalisation).
 
 Rules
 -----
@@ -47,12 +46,13 @@ JAX port: what differs from the reference and why
 * **Children's ALP.** ``child_alp="last_attempt"`` (default, the reference's behaviour): new children
   carry the ALPs computed for the *last* split attempt, not for the chosen one, until they next receive
   a pair. ``child_alp="chosen"``: the ALPs of the chosen split's children (what was surely intended).
-* **Bounded FIFOs everywhere.** After a discard the reference replaces the leaf's FIFO by an unbounded
-  deque; if that leaf later splits, it keeps every later pair. Here every region stays a FIFO of
-  ``max_region_size + 1``. ALPs are unaffected (they only look at the last ``alp_window_size`` pairs,
-  unless ``alp_window_size > max_region_size + 1``); only the mode-3 lowest-reward task of such a node
-  can differ. An exact emulation of that (keeping the lowest evicted pair) changed nothing measurable
-  on the hypercube toy environment (below), so it was left out.
+* **The buffer after a discard, as the reference keeps it.** After a discard the reference replaces
+  the leaf's FIFO by an unbounded deque; once that leaf has split (a leaf never holds more than
+  ``max_region_size + 1`` pairs) the node keeps every later pair. Here every region stores a FIFO of
+  ``max_region_size + 1`` and such a region (``unbounded``) also remembers the lowest-reward pair its
+  FIFO has dropped since the discard, which is all the reference reads of the older pairs: its
+  mode-3 lowest-reward task (the oldest among equals, as ``np.argmin``). ALPs only look at the last
+  ``alp_window_size`` pairs, so they are exact unless ``alp_window_size > max_region_size + 1``.
 * **Region membership.** A child made by splitting at threshold t on dimension j holds x_j <= t (lower
   child) or x_j > t (upper child), for both the split and later insertions, so every task lies in
   exactly one leaf (the reference's inclusive boxes put a task exactly on a threshold into both).
@@ -63,14 +63,8 @@ JAX port: what differs from the reference and why
   randomness of split attempts comes from a key carried in the state.
 * **Cost.** Per pair: O(max_regions x max_region_size) for the ALPs plus, when a leaf is overfull, a
   ``lax.cond`` branch of O(nb_split_attempts x max_region_size) that returns only the two new rows
-  (under ``vmap`` the branch runs for every pair, but nothing else of the state is copied). Defaults on
-  one CPU core: about 0.1 ms per pair for one seed.
-
-Parity: on a JAX re-implementation of teachDeepRL's hypercube ``toy_env`` (references §4.1; 2-D, 10
-cubes per dimension, 20,000 episodes, one task per episode, default config) this port masters
-48.1 +/- 2.1 % of the cubes (12 seeds; 47.0 with ``child_alp="chosen"``, 48.3 with
-``split_score="paper"``, 8 seeds each); the reference code measured 45.7 +/- 1.7 % (3 seeds), a
-difference within about 1.8 standard errors. Those runs used 145-177 of the 256 region slots.
+  (under ``vmap`` the branch runs for every pair, but nothing else of the state is copied).
+* Parity with the reference on its hypercube toy environment: ``benchmarks/RESULTS.md``.
 * "On the very first call sample uniformly" (reference) is read as: while no pair has been received,
   mode 3 samples uniformly over the whole space. A chosen region with no pairs (possible only with
   ``min_reg_size=0``) makes mode 3 sample uniformly inside that region.
@@ -88,7 +82,7 @@ import numpy as np
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher, compact_valid_first
+from teachers.base import InputCounts, Teacher, checked_sample, checked_update, compact_valid_first
 
 # Sampling mode boundaries of the reference: u < 0.1 mode 3, u < 0.3 uniform, else ALP-proportional.
 P_MODE3 = 0.1
@@ -189,10 +183,14 @@ class RIACState:
     start: jax.Array  # [R] int32 slot of the oldest pair
     count: jax.Array  # [R] int32 number of stored pairs
     alp: jax.Array  # [R] float32 absolute learning progress
+    unbounded: jax.Array  # [R] bool: the region discarded once, so the reference keeps all its pairs
+    evicted_task: jax.Array  # [R, d] lowest-reward pair dropped from an unbounded region's FIFO
+    evicted_reward: jax.Array  # [R] its reward (inf: none)
     num_regions: jax.Array  # [] int32 regions in use (indices 0 .. num_regions - 1)
     episodes: jax.Array  # [] int32 pairs received
     discards: jax.Array  # [] int32 failed splits (discard rule applied)
     key: jax.Array  # PRNG key for split attempts
+    inputs: InputCounts  # bad input received (teachers.base)
 
     @property
     def valid(self) -> jax.Array:
@@ -269,188 +267,235 @@ class _SplitPatch(NamedTuple):
     alp: jax.Array  # [2]
 
 
+class _Geometry(NamedTuple):
+    """Constants derived from the config and the task space (host-side, static)."""
+
+    d: int  # task dimension
+    R: int  # region slots
+    C: int  # pairs per region FIFO
+    A: int  # split attempts
+    window: int  # ALP window
+    min_size: float  # pairs each child needs
+    m1: int  # ceil(min_size)
+    n_discard: int  # pairs dropped by a discard
+    space_low: jax.Array  # [d]
+    space_high: jax.Array  # [d]
+    min_extent: jax.Array  # [d] smallest child extent
+
+
+def _geometry(task_space: TaskSpace, config: RIACConfig) -> _Geometry:
+    low, high = task_space.low_array, task_space.high_array
+    return _Geometry(
+        d=task_space.dim, R=config.max_regions, C=config.capacity, A=config.nb_split_attempts,
+        window=config.window, min_size=config.min_size, m1=math.ceil(config.min_size),
+        n_discard=config.discard_count, space_low=low, space_high=high,
+        min_extent=config.min_dims_range_ratio * (high - low),
+    )
+
+
+def init_state(g: _Geometry, key: jax.Array) -> RIACState:
+    """One root region (the whole space) and nothing stored."""
+    R, C, d = g.R, g.C, g.d
+    return RIACState(
+        low=jnp.zeros((R, d), jnp.float32).at[0].set(g.space_low),
+        high=jnp.zeros((R, d), jnp.float32).at[0].set(g.space_high),
+        low_open=jnp.zeros((R, d), bool),
+        parent=jnp.full((R,), -1, jnp.int32),
+        is_leaf=jnp.zeros((R,), bool).at[0].set(True),
+        tasks=jnp.zeros((R, C, d), jnp.float32),
+        rewards=jnp.zeros((R, C), jnp.float32),
+        start=jnp.zeros((R,), jnp.int32),
+        count=jnp.zeros((R,), jnp.int32),
+        alp=jnp.zeros((R,), jnp.float32),
+        unbounded=jnp.zeros((R,), bool),
+        evicted_task=jnp.zeros((R, d), jnp.float32),
+        evicted_reward=jnp.full((R,), jnp.inf, jnp.float32),
+        num_regions=jnp.ones((), jnp.int32),
+        episodes=jnp.zeros((), jnp.int32),
+        discards=jnp.zeros((), jnp.int32),
+        key=key,
+        inputs=InputCounts.zeros(),
+    )
+
+
+def threshold_intervals(g: _Geometry, tasks_p, member, n_p, low_p, high_p):
+    """Per dimension, the thresholds ``[lo, hi)`` that leave >= ``min_size`` pairs on both sides of a
+    split (order statistics of the leaf's tasks) and the probability weight of each dimension for an
+    accepted draw of the reference's redraw-until-big-enough loop."""
+    d, C, m1 = g.d, g.C, g.m1
+    srt = jnp.sort(jnp.where(member[:, None], tasks_p, jnp.inf), axis=0)  # [C, d]
+    if m1 <= 0:
+        a = jnp.full((d,), -jnp.inf)
+    elif m1 <= C:
+        a = srt[m1 - 1]
+    else:
+        a = jnp.full((d,), jnp.inf)
+    m2 = n_p - m1  # the lower child may hold at most m2 pairs
+    b = jnp.where(m2 >= n_p, jnp.inf, srt[jnp.clip(m2, 0, C - 1)])
+    lo = jnp.maximum(a, low_p)
+    hi = jnp.minimum(b, high_p)
+    length = jnp.where(m2 >= 0, jnp.maximum(hi - lo, 0.0), 0.0)
+    return lo, hi, length / (high_p - low_p)
+
+
+def no_split(g: _Geometry) -> _SplitPatch:
+    """The patch of a leaf that is not overfull (nothing written)."""
+    return _SplitPatch(
+        split=jnp.zeros((), bool),
+        low=jnp.zeros((2, g.d), jnp.float32),
+        high=jnp.zeros((2, g.d), jnp.float32),
+        low_open=jnp.zeros((2, g.d), bool),
+        tasks=jnp.zeros((2, g.C, g.d), jnp.float32),
+        rewards=jnp.zeros((2, g.C), jnp.float32),
+        count=jnp.zeros((2,), jnp.int32),
+        alp=jnp.zeros((2,), jnp.float32),
+    )
+
+
+def try_split(g: _Geometry, config: RIACConfig, state: RIACState, p: jax.Array, key) -> _SplitPatch:
+    """Best of ``A`` split attempts on leaf ``p`` (``split`` False if none is valid)."""
+    A = g.A
+    tasks_p, rew_p, member = _chronological(state, p)  # [C, d], [C], [C]
+    low_p, high_p = state.low[p], state.high[p]
+    lo, hi, weight = threshold_intervals(g, tasks_p, member, state.count[p], low_p, high_p)
+    feasible = jnp.sum(weight) > 0
+
+    k_dim, k_thr = jax.random.split(key)
+    logits = jnp.where(weight > 0, jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
+    dims = jax.random.categorical(k_dim, logits, shape=(A,))
+    thr = lo[dims] + jax.random.uniform(k_thr, (A,)) * (hi[dims] - lo[dims])  # [A]
+
+    side1 = member[None, :] & (tasks_p[:, dims].T <= thr[:, None])  # [A, C] lower child
+    side2 = member[None, :] & ~side1
+    n1, n2 = jnp.sum(side1, axis=1), jnp.sum(side2, axis=1)
+    size_ok = (n1 >= g.min_size) & (n2 >= g.min_size)
+    bounds_ok = (
+        jnp.all(high_p - low_p >= g.min_extent)
+        & (thr - low_p[dims] >= g.min_extent[dims])
+        & (high_p[dims] - thr >= g.min_extent[dims])
+    )
+    alp1 = region_alp(rew_p[None, :], side1, g.window)
+    alp2 = region_alp(rew_p[None, :], side2, g.window)
+    delta = jnp.abs(alp1 - alp2)
+    if config.split_score == "paper":
+        score = n1.astype(jnp.float32) * n2.astype(jnp.float32) * delta
+    else:  # teachDeepRL: len(.) * len(.) of two-element lists = 4, a constant factor
+        score = delta
+    valid = feasible & size_ok & bounds_ok & (state.num_regions + 2 <= g.R)
+    best = best_attempt(valid, score)
+    child_from = best if config.child_alp == "chosen" else A - 1
+
+    dim, t = dims[best], thr[best]
+    sides = jnp.stack([side1[best], side2[best]])  # [2, C]
+    counts = jnp.sum(sides, axis=1).astype(jnp.int32)
+    order = jnp.argsort(~sides, axis=1, stable=True)  # each child's pairs first, in order
+    keep = jnp.arange(g.C)[None, :] < counts[:, None]
+    return _SplitPatch(
+        split=jnp.any(valid),
+        low=jnp.stack([low_p, low_p.at[dim].set(t)]),
+        high=jnp.stack([high_p.at[dim].set(t), high_p]),
+        low_open=jnp.stack([state.low_open[p], state.low_open[p].at[dim].set(True)]),
+        tasks=jnp.where(keep[..., None], tasks_p[order], 0.0),
+        rewards=jnp.where(keep, rew_p[order], 0.0),
+        count=counts,
+        alp=jnp.stack([alp1[child_from], alp2[child_from]]),
+    )
+
+
+def append_pair(g: _Geometry, state: RIACState, x: jax.Array, r: jax.Array):
+    """Append (x, r) to every region containing x (the root-to-leaf path); a full FIFO drops its
+    oldest pair, remembered when the region keeps all its pairs (see the module docstring).
+    Returns ``(state, into [R])``."""
+    into = _in_regions(state, x)
+    full = state.count >= g.C
+    old_r = state.rewards[jnp.arange(g.R), state.start]
+    old_t = state.tasks[jnp.arange(g.R), state.start]
+    remember = into & full & state.unbounded & (old_r < state.evicted_reward)
+    pos = jnp.where(full, state.start, (state.start + state.count) % g.C)
+    rows = jnp.where(into, jnp.arange(g.R), g.R)  # R: out of bounds, dropped
+    key, sub = jax.random.split(state.key)
+    state = state.replace(
+        tasks=state.tasks.at[rows, pos].set(x, mode="drop"),
+        rewards=state.rewards.at[rows, pos].set(r, mode="drop"),
+        start=jnp.where(into & full, (state.start + 1) % g.C, state.start),
+        count=jnp.where(into, jnp.minimum(state.count + 1, g.C), state.count),
+        evicted_reward=jnp.where(remember, old_r, state.evicted_reward),
+        evicted_task=jnp.where(remember[:, None], old_t, state.evicted_task),
+        key=key,
+        episodes=state.episodes + 1,
+    )
+    return state, into, sub
+
+
+def split_or_discard(g: _Geometry, state: RIACState, p, need, patch: _SplitPatch) -> RIACState:
+    """Write the two children of a split of leaf ``p``, or apply the discard rule to it."""
+    R = g.R
+    split = need & patch.split
+    discard = need & ~patch.split
+    c1 = state.num_regions
+    kids = jnp.where(split, jnp.stack([c1, c1 + 1]), R)  # R: dropped
+    p_if_split = jnp.where(split, p, R)
+    p_if_discard = jnp.where(discard, p, R)
+    return state.replace(
+        low=state.low.at[kids].set(patch.low, mode="drop"),
+        high=state.high.at[kids].set(patch.high, mode="drop"),
+        low_open=state.low_open.at[kids].set(patch.low_open, mode="drop"),
+        parent=state.parent.at[kids].set(p, mode="drop"),
+        is_leaf=state.is_leaf.at[kids].set(True, mode="drop").at[p_if_split].set(False, mode="drop"),
+        tasks=state.tasks.at[kids].set(patch.tasks, mode="drop"),
+        rewards=state.rewards.at[kids].set(patch.rewards, mode="drop"),
+        start=state.start.at[kids].set(0, mode="drop")
+        .at[p_if_discard].set((state.start[p] + g.n_discard) % g.C, mode="drop"),
+        count=state.count.at[kids].set(patch.count, mode="drop")
+        .at[p_if_discard].set(jnp.maximum(state.count[p] - g.n_discard, 0), mode="drop"),
+        alp=state.alp.at[kids].set(patch.alp, mode="drop"),
+        # the reference replaces a discarding leaf's FIFO by an unbounded deque
+        unbounded=state.unbounded.at[p_if_discard].set(True, mode="drop"),
+        evicted_reward=state.evicted_reward.at[p_if_discard].set(jnp.inf, mode="drop"),
+        num_regions=state.num_regions + 2 * split.astype(jnp.int32),
+        discards=state.discards + discard.astype(jnp.int32),
+    )
+
+
+def add_pair(g: _Geometry, config: RIACConfig, state: RIACState, x, r) -> RIACState:
+    """One episode: append, split or discard an overfull leaf, recompute the ALPs on the path."""
+    x = jnp.clip(x, g.space_low, g.space_high)
+    state, into, key = append_pair(g, state, x, r)
+    overfull = into & state.is_leaf & (state.count > config.max_region_size)
+    need = jnp.any(overfull)
+    p = jnp.argmax(overfull)
+    patch = jax.lax.cond(need, lambda: try_split(g, config, state, p, key), lambda: no_split(g))
+    state = split_or_discard(g, state, p, need, patch)
+    # Recompute the ALP of the regions that received the pair (new children keep theirs).
+    rank = (jnp.arange(g.C)[None, :] - state.start[:, None]) % g.C
+    member = rank < state.count[:, None]
+    new_alp = _alp_from_rank(state.rewards, member, rank, state.count, g.window)
+    return state.replace(alp=jnp.where(into, new_alp, state.alp))
+
+
+def exact_block(config: RIACConfig) -> int:
+    """Episodes per sample/update block that equal one episode at a time: 1 (regions and their ALPs
+    change after every episode)."""
+    return 1
+
+
 def riac(task_space: TaskSpace, config: RIACConfig = RIACConfig()) -> Teacher:
     """RIAC teacher over a box ``task_space`` (see the module docstring)."""
     validate_config(config, task_space)
-    d = task_space.dim
-    R = config.max_regions
-    C = config.capacity
-    A = config.nb_split_attempts
-    window = config.window
-    min_size = config.min_size
-    m1 = math.ceil(min_size)  # n >= min_size  <=>  n >= m1 for integer n
-    n_discard = config.discard_count
-    space_low = task_space.low_array
-    space_high = task_space.high_array
-    min_extent = config.min_dims_range_ratio * (space_high - space_low)  # [d]
-    slots = jnp.arange(C)
+    g = _geometry(task_space, config)
 
-    def init(key: jax.Array) -> RIACState:
-        low = jnp.zeros((R, d), jnp.float32).at[0].set(space_low)
-        high = jnp.zeros((R, d), jnp.float32).at[0].set(space_high)
-        return RIACState(
-            low=low,
-            high=high,
-            low_open=jnp.zeros((R, d), bool),
-            parent=jnp.full((R,), -1, jnp.int32),
-            is_leaf=jnp.zeros((R,), bool).at[0].set(True),
-            tasks=jnp.zeros((R, C, d), jnp.float32),
-            rewards=jnp.zeros((R, C), jnp.float32),
-            start=jnp.zeros((R,), jnp.int32),
-            count=jnp.zeros((R,), jnp.int32),
-            alp=jnp.zeros((R,), jnp.float32),
-            num_regions=jnp.ones((), jnp.int32),
-            episodes=jnp.zeros((), jnp.int32),
-            discards=jnp.zeros((), jnp.int32),
-            key=key,
-        )
-
-    def _no_split(state: RIACState, p: jax.Array, key: jax.Array) -> _SplitPatch:
-        del state, p, key
-        return _SplitPatch(
-            split=jnp.zeros((), bool),
-            low=jnp.zeros((2, d), jnp.float32),
-            high=jnp.zeros((2, d), jnp.float32),
-            low_open=jnp.zeros((2, d), bool),
-            tasks=jnp.zeros((2, C, d), jnp.float32),
-            rewards=jnp.zeros((2, C), jnp.float32),
-            count=jnp.zeros((2,), jnp.int32),
-            alp=jnp.zeros((2,), jnp.float32),
-        )
-
-    def _try_split(state: RIACState, p: jax.Array, key: jax.Array) -> _SplitPatch:
-        """Best of A split attempts on leaf ``p`` (``split`` False if none is valid)."""
-        tasks_p, rew_p, member = _chronological(state, p)  # [C, d], [C], [C]
-        n_p = state.count[p]
-        low_p, high_p = state.low[p], state.high[p]
-
-        # Thresholds leaving >= m1 pairs on both sides form [a, b) on each dimension (order
-        # statistics): drawing from it is the reference's redraw-until-big-enough loop, exactly.
-        srt = jnp.sort(jnp.where(member[:, None], tasks_p, jnp.inf), axis=0)  # [C, d]
-        if m1 <= 0:
-            a = jnp.full((d,), -jnp.inf)
-        elif m1 <= C:
-            a = srt[m1 - 1]
-        else:
-            a = jnp.full((d,), jnp.inf)
-        m2 = n_p - m1  # the lower child may hold at most m2 pairs
-        b = jnp.where(m2 >= n_p, jnp.inf, srt[jnp.clip(m2, 0, C - 1)])
-        lo = jnp.maximum(a, low_p)
-        hi = jnp.minimum(b, high_p)
-        length = jnp.where(m2 >= 0, jnp.maximum(hi - lo, 0.0), 0.0)
-        weight = length / (high_p - low_p)  # P(dimension) of an accepted draw, unnormalised
-        feasible = jnp.sum(weight) > 0
-
-        k_dim, k_thr = jax.random.split(key)
-        logits = jnp.where(weight > 0, jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
-        dims = jax.random.categorical(k_dim, logits, shape=(A,))
-        u = jax.random.uniform(k_thr, (A,))
-        thr = lo[dims] + u * (hi[dims] - lo[dims])  # [A]
-
-        side1 = member[None, :] & (tasks_p[:, dims].T <= thr[:, None])  # [A, C] lower child
-        side2 = member[None, :] & ~side1
-        n1 = jnp.sum(side1, axis=1)
-        n2 = jnp.sum(side2, axis=1)
-        size_ok = (n1 >= min_size) & (n2 >= min_size)
-        bounds_ok = (
-            jnp.all(high_p - low_p >= min_extent)
-            & (thr - low_p[dims] >= min_extent[dims])
-            & (high_p[dims] - thr >= min_extent[dims])
-        )
-        alp1 = region_alp(rew_p[None, :], side1, window)
-        alp2 = region_alp(rew_p[None, :], side2, window)
-        delta = jnp.abs(alp1 - alp2)
-        if config.split_score == "paper":
-            score = n1.astype(jnp.float32) * n2.astype(jnp.float32) * delta
-        else:  # teachDeepRL: len(.) * len(.) of two-element lists = 4, a constant factor
-            score = delta
-        has_room = state.num_regions + 2 <= R
-        valid = feasible & size_ok & bounds_ok & has_room
-        best = best_attempt(valid, score)
-        child_from = best if config.child_alp == "chosen" else A - 1
-
-        dim, t = dims[best], thr[best]
-        sides = jnp.stack([side1[best], side2[best]])  # [2, C]
-        counts = jnp.sum(sides, axis=1).astype(jnp.int32)
-        order = jnp.argsort(~sides, axis=1, stable=True)  # each child's pairs first, in order
-        keep = slots[None, :] < counts[:, None]
-        return _SplitPatch(
-            split=jnp.any(valid),
-            low=jnp.stack([low_p, low_p.at[dim].set(t)]),
-            high=jnp.stack([high_p.at[dim].set(t), high_p]),
-            low_open=jnp.stack([state.low_open[p], state.low_open[p].at[dim].set(True)]),
-            tasks=jnp.where(keep[..., None], tasks_p[order], 0.0),
-            rewards=jnp.where(keep, rew_p[order], 0.0),
-            count=counts,
-            alp=jnp.stack([alp1[child_from], alp2[child_from]]),
-        )
-
-    def _add_one(state: RIACState, x: jax.Array, r: jax.Array) -> RIACState:
-        x = jnp.clip(x, space_low, space_high)
-        into = _in_regions(state, x)  # [R]: the root-to-leaf path
-
-        # Append to every region on the path; a full FIFO drops its oldest pair.
-        full = state.count >= C
-        pos = jnp.where(full, state.start, (state.start + state.count) % C)
-        rows = jnp.where(into, jnp.arange(R), R)  # R: out of bounds, dropped
-        tasks = state.tasks.at[rows, pos].set(x, mode="drop")
-        rewards = state.rewards.at[rows, pos].set(r, mode="drop")
-        start = jnp.where(into & full, (state.start + 1) % C, state.start)
-        count = jnp.where(into, jnp.minimum(state.count + 1, C), state.count)
-        key, sub = jax.random.split(state.key)
-        state = state.replace(
-            tasks=tasks, rewards=rewards, start=start, count=count, key=key,
-            episodes=state.episodes + 1,
-        )
-
-        # The leaf that received the pair is overfull: split it, or discard its oldest pairs.
-        overfull = into & state.is_leaf & (state.count > config.max_region_size)
-        need = jnp.any(overfull)
-        p = jnp.argmax(overfull)
-        patch = jax.lax.cond(need, _try_split, _no_split, state, p, sub)
-        split = need & patch.split
-        discard = need & ~patch.split
-        c1 = state.num_regions
-        kids = jnp.where(split, jnp.stack([c1, c1 + 1]), R)  # R: dropped
-        p_if_split = jnp.where(split, p, R)
-        p_if_discard = jnp.where(discard, p, R)
-        state = state.replace(
-            low=state.low.at[kids].set(patch.low, mode="drop"),
-            high=state.high.at[kids].set(patch.high, mode="drop"),
-            low_open=state.low_open.at[kids].set(patch.low_open, mode="drop"),
-            parent=state.parent.at[kids].set(p, mode="drop"),
-            is_leaf=state.is_leaf.at[kids].set(True, mode="drop").at[p_if_split].set(False, mode="drop"),
-            tasks=state.tasks.at[kids].set(patch.tasks, mode="drop"),
-            rewards=state.rewards.at[kids].set(patch.rewards, mode="drop"),
-            start=state.start.at[kids].set(0, mode="drop")
-            .at[p_if_discard].set((state.start[p] + n_discard) % C, mode="drop"),
-            count=state.count.at[kids].set(patch.count, mode="drop")
-            .at[p_if_discard].set(jnp.maximum(state.count[p] - n_discard, 0), mode="drop"),
-            alp=state.alp.at[kids].set(patch.alp, mode="drop"),
-            num_regions=state.num_regions + 2 * split.astype(jnp.int32),
-            discards=state.discards + discard.astype(jnp.int32),
-        )
-
-        # Recompute the ALP of the regions that received the pair (new children keep theirs).
-        rank = (slots[None, :] - state.start[:, None]) % C
-        member = rank < state.count[:, None]
-        new_alp = _alp_from_rank(state.rewards, member, rank, state.count, window)
-        return state.replace(alp=jnp.where(into, new_alp, state.alp))
-
-    def update(
-        state: RIACState, tasks: jax.Array, scores: jax.Array, mask: jax.Array, **extras
-    ) -> RIACState:
-        tasks = jnp.asarray(tasks, jnp.float32).reshape(-1, d)
-        scores = jnp.asarray(scores, jnp.float32).reshape(-1)
-        order, n_valid = compact_valid_first(jnp.asarray(mask, bool).reshape(-1))
+    @checked_update("riac", task_space)
+    def update(state: RIACState, tasks, scores, mask, **extras) -> RIACState:
+        order, n_valid = compact_valid_first(mask)
         tasks, scores = tasks[order], scores[order]
-        return jax.lax.fori_loop(0, n_valid, lambda i, s: _add_one(s, tasks[i], scores[i]), state)
+        return jax.lax.fori_loop(0, n_valid, lambda i, s: add_pair(g, config, s, tasks[i], scores[i]), state)
 
+    @checked_sample("riac")
     def sample(state: RIACState, key: jax.Array, n: int) -> tuple[RIACState, jax.Array]:
         tasks, _ = sample_with_modes(task_space, config, state, key, n)
         return state, tasks
 
-    return Teacher(init, sample, update, task_space, "riac")
+    return Teacher(lambda key: init_state(g, key), sample, update, task_space, "riac")
 
 
 def sample_with_modes(
@@ -478,8 +523,12 @@ def sample_with_modes(
 
     # Mode 3: the region's lowest-reward pair (the oldest among equals), mutated, kept in the region.
     tasks_r, rewards_r, stored = _chronological(state, reg)  # [n, C, d], [n, C], [n, C]
-    worst = jnp.argmin(jnp.where(stored, rewards_r, jnp.inf), axis=1)
+    stored_r = jnp.where(stored, rewards_r, jnp.inf)
+    worst = jnp.argmin(stored_r, axis=1)
     base = jnp.take_along_axis(tasks_r, worst[:, None, None], axis=1)[:, 0]  # [n, d]
+    # an unbounded region (see the module docstring) also holds its older pairs, which win ties
+    older = state.evicted_reward[reg] <= jnp.min(stored_r, axis=1)
+    base = jnp.where(older[:, None], state.evicted_task[reg], base)
     mutated = base + config.mutation_std * jax.random.normal(k_noise, (n, d))
     mutated = jnp.clip(mutated, lo + CLIP_EPS, hi - CLIP_EPS)
     mutated = jnp.where((state.count[reg] > 0)[:, None], mutated, in_region)

@@ -1,4 +1,5 @@
-"""ALP-GMM teacher (teachers/alp_gmm.py): ALP semantics, masking, refit schedule, sampling."""
+"""ALP-GMM teacher (teachers/alp_gmm.py): ALP semantics, ties, history, refit schedule, sampling.
+(Masking, vmap, batching and bad input: tests/test_teacher_contract.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
-from teachers import gmm as G
+from teachers import em as G
+from teachers import gmm as GT
+from teachers.alp_gmm import history_dropped
 from teachers.alp_gmm import ALPGMMConfig, alp_gmm
 from teachers.registry import make_teacher
 
@@ -101,82 +104,13 @@ def test_capacity_changes_the_reference():
     assert not np.allclose(reference_alps(batches, 1000, True), reference_alps(batches, 1000, False))
 
 
-def test_batched_updates_equal_one_episode_at_a_time():
-    # batches of 48 with fit_rate 20 can cross two refit points in one update
-    tj = teacher(CFG)
-    batches = random_batches(1, 4, 48, p_valid=0.8)
-    s_batch = tj.t.init(jax.random.key(3))
-    s_seq = s_batch
-    for tasks, scores, mask in batches:
-        s_batch = tj.update(s_batch, tasks, scores, mask)
-        for i in np.flatnonzero(mask):
-            s_seq = tj.update(s_seq, tasks[i : i + 1], scores[i : i + 1], mask[i : i + 1])
-    assert int(s_batch.episodes) == int(s_seq.episodes) > 100
-    assert bool(s_batch.has_gmm)
-    chex.assert_trees_all_close(s_batch.replace(n_fits=0), s_seq.replace(n_fits=0), atol=1e-6)
-    # one refit per update that crossed a multiple, one per multiple when episode by episode
-    assert int(s_seq.n_fits) == int(s_seq.episodes) // CFG.fit_rate
-
-
-def test_masked_rows_change_nothing():
-    tj = teacher(CFG)
-    state = tj.t.init(jax.random.key(1))
-    for tasks, scores, mask in random_batches(2, 2, 16):
-        state = tj.update(state, tasks, scores, mask)
-    rng = np.random.default_rng(9)
-    n_valid = 6
-    tasks = rng.uniform(TS.low, TS.high, size=(n_valid, 2)).astype(np.float32)
-    scores = rng.random(n_valid).astype(np.float32)
-    before = int(state.episodes)
-    assert before // CFG.fit_rate < (before + n_valid) // CFG.fit_rate  # this batch triggers a refit
-    # without garbage: the valid episodes first, then 10 harmless masked rows (same batch shape)
-    pad = lambda a: np.concatenate([a, np.zeros((10,) + a.shape[1:], a.dtype)])  # noqa: E731
-    clean = tj.update(state, pad(tasks), pad(scores), np.arange(n_valid + 10) < n_valid)
-    # the same episodes with 10 garbage rows (NaN / inf / finite) interleaved and masked out
-    pos = np.sort(rng.choice(n_valid + 10, n_valid, replace=False))
-    big_t = rng.uniform(-50, 50, size=(n_valid + 10, 2)).astype(np.float32)
-    big_s = rng.uniform(-50, 50, size=n_valid + 10).astype(np.float32)
-    big_t[pos], big_s[pos] = tasks, scores
-    garbage = np.setdiff1d(np.arange(n_valid + 10), pos)
-    big_t[garbage[:3]], big_s[garbage[:3]] = np.nan, np.inf
-    big_m = np.zeros(n_valid + 10, bool)
-    big_m[pos] = True
-    dirty = tj.update(state, big_t, big_s, big_m)
-    assert int(clean.n_fits) == int(state.n_fits) + 1
-    chex.assert_trees_all_close(dirty, clean)
-    # an all-masked batch is a no-op
-    chex.assert_trees_all_close(tj.update(state, big_t, big_s, np.zeros_like(big_m)), state)
-
-
-def test_vmap_over_seeds_equals_one_seed_at_a_time():
-    tj = teacher(CFG)
-    keys = jax.random.split(jax.random.key(42), 3)
-    per_seed = [random_batches(10 + s, 6, 16, p_valid=0.7) for s in range(3)]
-    vstate = jax.vmap(tj.t.init)(keys)
-    states = [tj.t.init(k) for k in keys]
-    for b in range(6):
-        stacked = [np.stack([per_seed[s][b][j] for s in range(3)]) for j in range(3)]
-        vstate = tj.vupdate(vstate, *stacked)
-        states = [tj.update(states[s], *per_seed[s][b]) for s in range(3)]
-    assert np.all(np.asarray(vstate.n_fits) >= 2)
-    chex.assert_trees_all_close(vstate, jax.tree.map(lambda *a: jnp.stack(a), *states), rtol=1e-4, atol=1e-5)
-    skeys = jax.random.split(jax.random.key(5), 3)
-    _, vtasks = tj.vsample(vstate, skeys, 7)
-    for s in range(3):
-        _, tasks = tj.sample(states[s], skeys[s], 7)
-        np.testing.assert_allclose(vtasks[s], tasks, rtol=1e-5, atol=1e-5)
-
-
 def _window_fit(config, state):
     """The mixture a refit at the last multiple of fit_rate must produce (direct fit + select)."""
     f = config.fit_rate
     last = (state.episodes // f) * f
-    window = G.ring_window(state.rows, last, f)
-    fit = G.fit_gmms(
-        jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks,
-        iters=config.em_iters, reg_covar=config.reg_covar,
-    )
-    return G.select(fit, config.criterion, aicc_dim=TS.dim)
+    window = GT.ring_window(state.rows, last, f)
+    return G.fit_and_select(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks,
+                            config.em, aicc_dim=TS.dim)
 
 
 @pytest.mark.parametrize("n_bootstrap", [None, 50])
@@ -255,18 +189,66 @@ def test_registry_and_config_validation():
         dict(fit_rate=5, k_max=10),
         dict(k_min=0),
         dict(k_min=5, k_max=4),
-        dict(criterion="waic"),
+        dict(em=G.EMOptions(criterion="waic")),
         dict(random_task_ratio=1.5),
         dict(n_bootstrap=-1),
         dict(history_capacity=5),
-        dict(em_iters=0),
-        dict(reg_covar=-1.0),
+        dict(em=G.EMOptions(iters=0)),
+        dict(em=G.EMOptions(reg_covar=-1.0)),
         dict(fit_rate=2.5),
-        dict(criterion="aicc", fit_rate=60),  # P'(k=10, d=2) = 59: N - P' - 1 <= 0
+        dict(em=G.EMOptions(criterion="aicc"), fit_rate=60),  # P'(k=10, d=2) = 59: N - P' - 1 <= 0
     ]
     for kw in bad:
         with pytest.raises(ValueError):
             alp_gmm(TS, ALPGMMConfig(**kw))
     with pytest.raises(ValueError, match="discrete"):
         alp_gmm(TaskSpace.discrete(5), ALPGMMConfig())
-    alp_gmm(TS, ALPGMMConfig(criterion="aicc", fit_rate=61))  # just enough
+    alp_gmm(TS, ALPGMMConfig(em=G.EMOptions(criterion="aicc"), fit_rate=61))  # just enough
+
+
+def test_nearest_neighbour_ties_broken_at_random_not_by_age():
+    # Four earlier episodes on exactly the same task (a clipped corner) with scores 0, 0.25, 0.5, 0.75,
+    # then many queries on that task: each of the four is the nearest neighbour about equally often
+    # (TDRL's KD-tree), not always the oldest. The choice is fixed by (seed, episode) alone, so batched
+    # and one-at-a-time updates pick the same neighbours.
+    config = ALPGMMConfig(fit_rate=250, k_min=2, k_max=3, history_capacity=2000)
+    tj = teacher(config)
+    corner = np.array([[2.0, 6.0]], np.float32)
+    far = np.array([[0.0, 0.0]], np.float32)
+    state = tj.t.init(jax.random.key(7))
+    warm_t = np.concatenate([far] * 2 + [corner] * 4)
+    warm_s = np.array([0.9, 0.9, 0.0, 0.25, 0.5, 0.75], np.float32)
+    state = tj.update(state, warm_t, warm_s, np.ones(6, bool))
+    n = 200
+    # each query scores 1.0, so its alp is 1 - the score of the neighbour it was matched with
+    picks = []
+    s = state
+    for i in range(n):
+        s_q = tj.update(s, corner, np.ones(1, np.float32), np.ones(1, bool))
+        picks.append(1.0 - float(s_q.rows[int(s.episodes) % s_q.rows.shape[0], -1]))
+        s = tj.update(s, far, np.full(1, 0.9, np.float32), np.ones(1, bool))  # next episode index
+    counts = np.array([np.sum(np.isclose(picks, v)) for v in (0.0, 0.25, 0.5, 0.75)])
+    assert counts.sum() == n
+    assert np.all(counts > n / 4 - 4 * np.sqrt(n * 3 / 16)), counts  # about n / 4 each (4 sigma)
+    # batch-invariance: a batch of corner queries equals the same queries one at a time
+    batch = tj.update(state, np.repeat(corner, 8, 0), np.ones(8, np.float32), np.ones(8, bool))
+    seq = state
+    for _ in range(8):
+        seq = tj.update(seq, corner, np.ones(1, np.float32), np.ones(1, bool))
+    np.testing.assert_allclose(np.asarray(batch.rows), np.asarray(seq.rows), atol=1e-6)
+
+
+def test_history_sized_to_the_run_and_drops_counted():
+    # None: sized to the run's budget through the registry (TDRL keeps all history)
+    t = make_teacher("alp_gmm", TS, fit_rate=20, k_max=3, max_episodes=3000)
+    state = t.init(jax.random.key(0))
+    assert state.aux.capacity == 3000 and int(history_dropped(state)) == 0
+    # an explicit capacity is TDRL's alp_max_size: the oldest entries go, and are counted
+    tj = teacher(CFG)  # capacity 12
+    state = tj.t.init(jax.random.key(0))
+    for tasks, scores, mask in random_batches(0, 3, 16):
+        state = tj.update(state, tasks, scores, mask)
+    assert int(history_dropped(state)) == int(state.episodes) - 12 > 0
+    # without a budget the default capacity is used, and stated
+    from teachers.alp_gmm import DEFAULT_HISTORY
+    assert alp_gmm(TS).init(jax.random.key(0)).aux.capacity == DEFAULT_HISTORY

@@ -12,7 +12,8 @@ import pytest
 from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
-from teachers import gmm as G
+from teachers import em as G
+from teachers import gmm as GT
 from teachers.covar_gmm import CovarGMMConfig, covar_gmm, learning_progress
 from teachers.registry import make_teacher
 
@@ -42,9 +43,8 @@ def teacher(config) -> Jitted:
 
 def _window_fit(config, state):
     f = config.fit_rate
-    window = G.ring_window(state.rows, (state.episodes // f) * f, f)
-    fit = G.fit_gmms(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks)
-    return G.select(fit, "aic")
+    window = GT.ring_window(state.rows, (state.episodes // f) * f, f)
+    return G.fit_and_select(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks)
 
 
 def random_batches(seed, n_batches, n, p_valid=0.6):
@@ -90,66 +90,6 @@ def test_learning_progress_is_time_reward_covariance():
     gmm = G.empty_gmm(3, 4).replace(covs=jnp.asarray(covs), component_mask=jnp.array([True, True, False]))
     np.testing.assert_allclose(learning_progress(gmm), [0.3, 0.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(learning_progress(gmm, absolute_lp=True), [0.3, 0.2, 0.0], atol=1e-7)
-
-
-def test_batched_updates_equal_one_episode_at_a_time():
-    tj = teacher(CFG)
-    batches = random_batches(1, 4, 48, p_valid=0.8)
-    s_batch = tj.t.init(jax.random.key(3))
-    s_seq = s_batch
-    for tasks, scores, mask in batches:
-        s_batch = tj.update(s_batch, tasks, scores, mask)
-        for i in np.flatnonzero(mask):
-            s_seq = tj.update(s_seq, tasks[i : i + 1], scores[i : i + 1], mask[i : i + 1])
-    assert int(s_batch.episodes) == int(s_seq.episodes) > 100 and bool(s_batch.has_gmm)
-    chex.assert_trees_all_close(s_batch.replace(n_fits=0), s_seq.replace(n_fits=0), atol=1e-6)
-    assert int(s_seq.n_fits) == int(s_seq.episodes) // CFG.fit_rate
-
-
-def test_masked_rows_change_nothing():
-    tj = teacher(CFG)
-    state = tj.t.init(jax.random.key(1))
-    for tasks, scores, mask in random_batches(2, 2, 16):
-        state = tj.update(state, tasks, scores, mask)
-    rng = np.random.default_rng(9)
-    n_valid = 6
-    tasks = rng.uniform(TS.low, TS.high, size=(n_valid, 2)).astype(np.float32)
-    scores = rng.random(n_valid).astype(np.float32)
-    assert int(state.episodes) // 20 < (int(state.episodes) + n_valid) // 20  # triggers a refit
-    # without garbage: the valid episodes first, then 10 harmless masked rows (same batch shape)
-    pad = lambda a: np.concatenate([a, np.zeros((10,) + a.shape[1:], a.dtype)])  # noqa: E731
-    clean = tj.update(state, pad(tasks), pad(scores), np.arange(n_valid + 10) < n_valid)
-    # the same episodes with 10 garbage rows (NaN / inf / finite) interleaved and masked out
-    pos = np.sort(rng.choice(n_valid + 10, n_valid, replace=False))
-    big_t = rng.uniform(-50, 50, size=(n_valid + 10, 2)).astype(np.float32)
-    big_s = rng.uniform(-50, 50, size=n_valid + 10).astype(np.float32)
-    big_t[pos], big_s[pos] = tasks, scores
-    garbage = np.setdiff1d(np.arange(n_valid + 10), pos)
-    big_t[garbage[:3]], big_s[garbage[:3]] = np.nan, np.inf
-    big_m = np.zeros(n_valid + 10, bool)
-    big_m[pos] = True
-    dirty = tj.update(state, big_t, big_s, big_m)
-    assert int(clean.n_fits) == int(state.n_fits) + 1
-    chex.assert_trees_all_close(dirty, clean)
-    chex.assert_trees_all_close(tj.update(state, big_t, big_s, np.zeros_like(big_m)), state)
-
-
-def test_vmap_over_seeds_equals_one_seed_at_a_time():
-    tj = teacher(CFG)
-    keys = jax.random.split(jax.random.key(42), 3)
-    per_seed = [random_batches(10 + s, 6, 16, p_valid=0.7) for s in range(3)]
-    vstate = jax.vmap(tj.t.init)(keys)
-    states = [tj.t.init(k) for k in keys]
-    for b in range(6):
-        stacked = [np.stack([per_seed[s][b][j] for s in range(3)]) for j in range(3)]
-        vstate = tj.vupdate(vstate, *stacked)
-        states = [tj.update(states[s], *per_seed[s][b]) for s in range(3)]
-    assert np.all(np.asarray(vstate.n_fits) >= 2)
-    chex.assert_trees_all_close(vstate, jax.tree.map(lambda *a: jnp.stack(a), *states), rtol=1e-4, atol=1e-5)
-    skeys = jax.random.split(jax.random.key(5), 3)
-    _, vtasks = tj.vsample(vstate, skeys, 7)
-    for s in range(3):
-        np.testing.assert_allclose(vtasks[s], tj.sample(states[s], skeys[s], 7)[1], rtol=1e-5, atol=1e-5)
 
 
 def test_refit_exactly_at_multiples_of_fit_rate():
@@ -223,8 +163,8 @@ def test_registry_and_config_validation():
         dict(k_min=0),
         dict(k_min=5, k_max=4),
         dict(random_task_ratio=-0.1),
-        dict(em_iters=0),
-        dict(reg_covar=float("nan")),
+        dict(em=G.EMOptions(iters=0)),
+        dict(em=G.EMOptions(reg_covar=float("nan"))),
     ]
     for kw in bad:
         with pytest.raises(ValueError):

@@ -1,4 +1,4 @@
-"""EM for Gaussian mixtures in JAX (teachers/gmm.py): recovery, criteria, selection, masking."""
+"""EM for Gaussian mixtures in JAX (teachers/em.py): recovery, criteria, selection, masking, refits under vmap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from teachers import gmm as G
+from teachers import em as G
+from teachers import gmm as GT
 
 TRUE_MEANS = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])
@@ -160,10 +161,44 @@ def test_ring_write_and_window():
     buf = jnp.zeros((5,), jnp.int32)
     vals = jnp.arange(1, 10)
     mask = jnp.array([1, 0, 1, 1, 1, 0, 1, 1, 1], bool)  # valid values 1,3,4,5,7,8,9
-    out = np.asarray(G.ring_write(buf, jnp.asarray(3), vals, mask))
+    out = np.asarray(GT.ring_write(buf, jnp.asarray(3), vals, mask))
     # episodes 3..9 get values 1,3,4,5,7,8,9; the ring keeps episodes 5..9 at slots e % 5
     expected = np.zeros(5, int)
     for e, v in zip(range(3, 10), [1, 3, 4, 5, 7, 8, 9]):
         expected[e % 5] = v
     np.testing.assert_array_equal(out, expected)
-    np.testing.assert_array_equal(np.asarray(G.ring_window(jnp.asarray(out), 10, 4)), [5, 7, 8, 9])
+    np.testing.assert_array_equal(np.asarray(GT.ring_window(jnp.asarray(out), 10, 4)), [5, 7, 8, 9])
+
+
+def test_written_out_cholesky_and_inverse_match_numpy():
+    rng = np.random.default_rng(0)
+    for dim in (1, 3, 5):
+        a = rng.normal(size=(4, dim, dim))
+        cov = (a @ np.swapaxes(a, 1, 2) + 0.1 * np.eye(dim)).astype(np.float32)
+        chol = np.asarray(G._cholesky(jnp.asarray(cov)))
+        np.testing.assert_allclose(chol, np.linalg.cholesky(cov.astype(np.float64)), rtol=1e-4, atol=1e-5)
+        inv = np.asarray(G._tri_inverse(jnp.asarray(chol)))
+        np.testing.assert_allclose(inv @ chol, np.broadcast_to(np.eye(dim), inv.shape), atol=1e-4)
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]], np.float32)  # indefinite: NaN, then the jitter retry
+    assert np.isnan(np.asarray(G._cholesky(jnp.asarray(bad)))).any()
+
+
+def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time():
+    ks, opts = (2, 3), G.EMOptions(iters=30, vmap_chunk=2)
+    windows = np.stack([_mixture_data(s, 40)[0] for s in range(5)])
+    seeds = np.arange(5, dtype=np.uint32)
+    fitted = np.array([True, False, True, True, False])
+    old = jax.tree.map(lambda a: jnp.stack([a] * 5), G.empty_gmm(3, 2))
+    one = jax.jit(lambda s, w, f, g: G.refit(s, w, f, g, ks, opts))
+    vgmm, vgood = jax.jit(jax.vmap(lambda s, w, f, g: G.refit(s, w, f, g, ks, opts)))(
+        seeds, windows, fitted, old)
+    np.testing.assert_array_equal(np.asarray(vgood), fitted)
+    for i in range(5):
+        gmm, good = one(seeds[i], windows[i], fitted[i], jax.tree.map(lambda a: a[i], old))
+        assert bool(good) == fitted[i]
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], vgmm), gmm, rtol=1e-5, atol=1e-5)
+        if fitted[i]:
+            want = G.fit_and_select(jax.random.key(seeds[i]), windows[i], np.ones(40, bool), ks, opts)
+            chex.assert_trees_all_close(gmm, want, rtol=1e-5, atol=1e-5)
+        else:
+            chex.assert_trees_all_close(gmm, jax.tree.map(lambda a: a[i], old))

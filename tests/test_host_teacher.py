@@ -33,3 +33,21 @@ def test_unknown_teacher_and_option_names():
         make_teacher("alp-gmm", space)
     with pytest.raises(ValueError, match="takes no options"):
         make_teacher("random", space, fit_rate=3)
+
+
+def test_host_teacher_refuses_non_finite_scores_and_pickles():
+    import pickle
+
+    space = TaskSpace.box(["a", "b"], [0.0, 0.0], [1.0, 2.0])
+    host = HostTeacher(make_teacher("alp_gmm", space, fit_rate=10, k_max=3), seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        host.record(host.sample_task(), float(rng.random()))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alp_gmm.*refused"):
+            host.record(host.sample_task(), bad)
+    assert int(host.state.episodes) == 25 and bool(host.state.has_gmm)
+    copy = pickle.loads(pickle.dumps(host))
+    np.testing.assert_array_equal(copy.sample_tasks(6), host.sample_tasks(6))
+    copy.record(np.array([0.5, 1.0]), 0.5)
+    assert int(copy.state.episodes) == 26 and int(host.state.episodes) == 25

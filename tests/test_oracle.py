@@ -48,14 +48,22 @@ def test_window_starts_at_the_easy_corner():
     lo, hi = window(STUMP, STUMP_CFG, t.init(jax.random.PRNGKey(0)))
     np.testing.assert_allclose(lo, [0.0, 5.0], atol=1e-6)  # TDRL: height [0, 0.5], spacing [5, 6]
     np.testing.assert_allclose(hi, [0.5, 6.0], atol=1e-6)
-    # Default config: the low corner, window range/6, step +range/30.
+    # Default config: window range/6, step range/30 from the easy end; on spacing (harder when
+    # smaller) that is the top, moving down: the same window as TDRL's explicit Stump Tracks step.
     t = oracle(STUMP)
     s = t.init(jax.random.PRNGKey(0))
     lo, hi = window(STUMP, OracleConfig(), s)
-    np.testing.assert_allclose(lo, [0.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(hi, [0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(lo, [0.0, 5.0], atol=1e-6)
+    np.testing.assert_allclose(hi, [0.5, 6.0], atol=1e-6)
     s = t.update(s, jnp.zeros((50, 2)), jnp.ones((50,)), jnp.ones((50,), bool))
-    np.testing.assert_allclose(window(STUMP, OracleConfig(), s)[0], [0.1, 0.2], atol=1e-6)
+    np.testing.assert_allclose(window(STUMP, OracleConfig(), s)[0], [0.1, 4.8], atol=1e-6)
+    # the real stump_track task space starts at the easy end too
+    from envs.stump_track import STUMP_TRACK_TASKS
+    lo, _ = window(STUMP_TRACK_TASKS, OracleConfig(), oracle(STUMP_TRACK_TASKS).init(None))
+    np.testing.assert_allclose(lo, [0.0, 5.0], atol=1e-6)
+    # a dimension not known to be harder when smaller moves up from its low end
+    unit = TaskSpace.unit_cube(2)
+    np.testing.assert_allclose(window(unit, OracleConfig(), oracle(unit).init(None))[0], [0.0, 0.0])
     # An explicit start.
     cfg = OracleConfig(window_start=(1.0, 2.0))
     np.testing.assert_allclose(window(STUMP, cfg, oracle(STUMP, cfg).init(None))[0], [1.0, 2.0])
@@ -151,26 +159,6 @@ def test_samples_lie_inside_the_window():
     # Uniform over the window: it fills it.
     np.testing.assert_allclose(tasks.min(0), lo, atol=0.01)
     np.testing.assert_allclose(tasks.max(0), hi, atol=0.01)
-
-
-def test_vmap_equals_unvmapped():
-    t = oracle(STUMP, STUMP_CFG)
-    rng = np.random.default_rng(1)
-    scores = jnp.asarray(rng.random((3, 4, 130)).astype(np.float32) * 0.5 + 0.4)
-    mask = jnp.asarray(rng.random((3, 4, 130)) < 0.8)
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
-
-    def run(key, sc, m):
-        s = t.init(key)
-        for i in range(4):
-            s = t.update(s, jnp.zeros((130, 2)), sc[i], m[i])
-        return t.sample(s, key, 16)
-
-    vs, vt = jax.jit(jax.vmap(run))(keys, scores, mask)
-    for i in range(3):
-        s, tasks = run(keys[i], scores[i], mask[i])
-        jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda x: x[i], vs), s)
-        np.testing.assert_array_equal(vt[i], tasks)
 
 
 def test_config_validation_and_registry():

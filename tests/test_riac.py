@@ -297,19 +297,6 @@ def _run(teacher, key, rounds=12, n=8):
     return jax.lax.scan(body, state, inputs)[0]
 
 
-def test_vmap_over_seeds_equals_one_seed_at_a_time():
-    teacher, *_ = build(BOX, SPLIT_CFG)
-    keys = jax.random.split(jax.random.PRNGKey(11), 3)
-    run = jax.jit(functools.partial(_run, teacher))
-    batched = jax.jit(jax.vmap(functools.partial(_run, teacher)))(keys)
-    singles = [run(k) for k in keys]
-    chex.assert_trees_all_close(batched, jax.tree.map(lambda *x: jnp.stack(x), *singles))
-    assert int(batched.num_regions.max()) > 1
-
-
-# --------------------------------------------------------------------------------- sampling
-
-
 def test_samples_stay_in_bounds():
     teacher, _, sample, _ = build(BOX, SPLIT_CFG)
     low, high = np.asarray(BOX.low), np.asarray(BOX.high)
@@ -376,3 +363,32 @@ def test_discrete_space_rejected_and_registry():
     assert teacher.name == "riac"
     state = teacher.init(jax.random.PRNGKey(0))
     assert state.tasks.shape == (256, 31, 2)
+
+
+def test_buffer_after_a_discard_is_kept_as_the_reference_keeps_it():
+    # The root discards (no valid split), so the reference makes its FIFO an unbounded deque; after the
+    # root later splits it keeps every pair, and mode 3 takes the lowest reward among all of them.
+    config = R.RIACConfig(max_region_size=20, min_reg_size=5, max_regions=16)
+    teacher, update, _, modes = build(UNIT2, config)
+    # 21 identical tasks: no threshold separates them, so the root discards 5 pairs
+    xs = [[0.4, 0.4]] * 21
+    rs = np.linspace(0.5, 1.0, 21).astype(np.float32)
+    rs[10] = 0.01  # the lowest reward, kept after the discard (the oldest 5 go)
+    state = feed(update, teacher.init(jax.random.PRNGKey(0)), xs, rs)
+    assert int(state.discards) == 1 and bool(state.unbounded[0])
+    # spread tasks: the root splits, then overflows its FIFO of 21 (the 0.01 pair leaves the FIFO)
+    rng = np.random.default_rng(0)
+    more = rng.uniform(size=(40, 2)).astype(np.float32)
+    state = feed(update, state, more, np.full(40, 0.6, np.float32))
+    assert int(state.num_regions) >= 3 and not bool(state.is_leaf[0])
+    stored = R.region_pairs(state, 0)[1]
+    assert 0.01 not in np.round(stored, 4)  # no longer in the FIFO ...
+    np.testing.assert_allclose(float(state.evicted_reward[0]), 0.01, atol=1e-6)  # ... but remembered
+    np.testing.assert_allclose(np.asarray(state.evicted_task[0]), [0.4, 0.4])
+    # mode 3 on the root mutates the remembered lowest-reward task
+    only_root = state.replace(alp=jnp.zeros_like(state.alp).at[0].set(1.0))
+    tasks, mode = modes(only_root, jax.random.PRNGKey(3), 400)
+    tasks, mode = np.asarray(tasks), np.asarray(mode)
+    mutated = tasks[mode == R.MODE_MUTATE]
+    assert len(mutated) > 10
+    np.testing.assert_allclose(mutated.mean(0), [0.4, 0.4], atol=4 * 0.1 / np.sqrt(len(mutated)))
