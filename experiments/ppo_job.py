@@ -100,8 +100,9 @@ def ppo_job(
         "test_return": ("episodic return on the test tasks (greedy)", None),
     }
     teacher = trainer.teacher.name
-    plot_title = f"{name}: {task_env.name}, teacher {teacher}" if teacher != "fixed" else \
-        f"{name}: {task_env.name} (default task)"
+    experiment = name.split("/")[0].split()[0]  # "curriculum_ppo stump_track/alp_gmm" -> curriculum_ppo
+    plot_title = f"{experiment}: {task_env.name}, teacher {teacher}" if teacher != "fixed" else \
+        f"{experiment}: {task_env.name} (default task)"
 
     def reduce(metrics):
         out = _reduce(metrics)
