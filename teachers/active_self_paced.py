@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher
+from teachers.base import InputCounts, Teacher, checked_sample, checked_update
 
 Scorer = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -89,7 +89,7 @@ class ActiveSelfPacedState:
     updates: jax.Array
     queries: jax.Array  # escalations so far
     episodes: jax.Array
-    nonfinite: jax.Array
+    inputs: InputCounts  # bad input received (teachers.base)
 
 
 def curriculum_mask(state: ActiveSelfPacedState) -> jax.Array:
@@ -121,19 +121,19 @@ def active_self_paced(
         return ActiveSelfPacedState(
             pool=tasks, score=jnp.zeros((size,), jnp.float32), played=jnp.zeros((size,), bool),
             scored=jnp.zeros((size,), bool), pace=jnp.asarray(config.pace_init, jnp.float32), key=key,
-            updates=zi, queries=zi, episodes=zi, nonfinite=zi,
+            updates=zi, queries=zi, episodes=zi, inputs=InputCounts.zeros(),
         )
 
+    @checked_sample("active_self_paced")
     def sample(state: ActiveSelfPacedState, key: jax.Array, n: int):
         v = curriculum_mask(state)
         logits = jnp.where(v.any(), jnp.where(v, 0.0, -jnp.inf), jnp.zeros((size,)))
         idx = jax.random.categorical(key, logits, shape=(n,))
         return state, state.pool[idx]
 
+    @checked_update("active_self_paced", task_space)
     def update(state: ActiveSelfPacedState, tasks, scores, mask, **extras) -> ActiveSelfPacedState:
         del extras
-        if tasks.ndim != 2 or tasks.shape[1] != dim:
-            raise ValueError(f"active_self_paced: tasks must be [n, {dim}], got {tasks.shape}")
         old_state = state
         finite = jnp.isfinite(scores) & jnp.all(jnp.isfinite(tasks), axis=1)
         valid = mask & finite
@@ -168,10 +168,9 @@ def active_self_paced(
             pace=jnp.minimum(config.pace_max, state.pace * config.pace_growth),
             updates=state.updates + 1, queries=state.queries + query.sum().astype(jnp.int32),
             episodes=state.episodes + valid.sum().astype(jnp.int32),
-            nonfinite=state.nonfinite + (mask & ~finite).sum().astype(jnp.int32),
         )
-        # a batch without episodes is no round: nothing changes (besides the bad-input count)
+        # a batch without episodes is no round: nothing changes (the bad-input counts are kept)
         keep = lambda a, b: jnp.where(valid.any(), a, b)  # noqa: E731
-        return jax.tree.map(keep, new, old_state.replace(nonfinite=new.nonfinite))
+        return jax.tree.map(keep, new, old_state)
 
     return Teacher(init, sample, update, task_space, "active_self_paced")

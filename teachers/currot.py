@@ -52,7 +52,7 @@ from flax import struct
 
 from envs.task_space import TaskSpace
 from teachers import gaussian as G
-from teachers.base import Teacher, compact_valid_first, ring_positions
+from teachers.base import InputCounts, Teacher, checked_sample, checked_update, compact_valid_first, ring_positions
 from teachers.self_paced import VALUES, _extras, resolve_value
 
 _BIG = 1e7  # cost of a forbidden assignment
@@ -216,7 +216,7 @@ class CurrOTState:
     key: jax.Array
     updates: jax.Array
     episodes: jax.Array
-    nonfinite: jax.Array
+    inputs: InputCounts  # bad input received (teachers.base); non-finite values count as non-finite
 
 
 def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher:
@@ -247,9 +247,10 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
             delta_reached=jnp.zeros((), bool), min_value=zf,
             fail_contexts=jnp.zeros((n, dim), jnp.float32), fail_values=jnp.zeros((n,), jnp.float32),
             fail_count=zi, threshold_reached=jnp.zeros((), bool), key=key, updates=zi, episodes=zi,
-            nonfinite=zi,
+            inputs=InputCounts.zeros(),
         )
 
+    @checked_sample("currot")
     def sample(state: CurrOTState, key: jax.Array, m: int):
         k_i, k_u = jax.random.split(key)
         picks = state.particles[jax.random.randint(k_i, (m,), 0, n)]
@@ -399,9 +400,8 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         return state.replace(particles=particles, threshold_reached=threshold, key=key,
                              updates=state.updates + 1, ep_count=jnp.zeros_like(state.ep_count))
 
+    @checked_update("currot", task_space)
     def update(state: CurrOTState, tasks, scores, mask, **extras) -> CurrOTState:
-        if tasks.ndim != 2 or tasks.shape[1] != dim:
-            raise ValueError(f"currot: tasks must be [n, {dim}], got {tasks.shape}")
         if value == "score":
             v = scores
         elif value in extras:
@@ -419,7 +419,8 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
             ep_values=state.ep_values.at[pos].set(v, mode="drop"),
             ep_count=state.ep_count + n_valid,
             episodes=state.episodes + n_valid,
-            nonfinite=state.nonfinite + (mask & ~finite).sum().astype(jnp.int32),
+            inputs=state.inputs.replace(
+                nonfinite=state.inputs.nonfinite + (mask & ~finite).sum().astype(jnp.int32)),
         )
         return jax.lax.cond(state.ep_count >= b, end_round, lambda s: s, state)
 

@@ -59,7 +59,7 @@ from flax import struct
 
 from envs.task_space import TaskSpace
 from teachers import gaussian as G
-from teachers.base import Teacher, ring_positions
+from teachers.base import InputCounts, Teacher, checked_sample, checked_update, ring_positions
 
 VALUES = ("discounted_return", "initial_value", "score")
 
@@ -130,7 +130,7 @@ class SelfPacedState:
     alpha: jax.Array  # v1: last alpha
     kl_target: jax.Array  # KL(p || target) after the last round
     episodes: jax.Array
-    nonfinite: jax.Array  # episodes masked out for a non-finite task or value
+    inputs: InputCounts  # bad input received (teachers.base); non-finite values count as non-finite
 
 
 def resolve_value(value: str | None, prior: G.ContextPrior) -> str:
@@ -177,9 +177,12 @@ def _make_self_paced(task_space: TaskSpace, config, variant: str) -> Teacher:
             params=initial, contexts=jnp.zeros((capacity, dim), jnp.float32),
             values=jnp.zeros((capacity,), jnp.float32), count=zi, seen=zi, rounds=zi, iteration=zi,
             perf_reached=jnp.zeros((), bool), alpha=z, kl_target=G.kl_divergence(initial, target, dim),
-            episodes=zi, nonfinite=zi,
+            episodes=zi, inputs=InputCounts.zeros(),
         )
 
+    variant_name = "spdl" if variant == "v1" else "spdl_delta"
+
+    @checked_sample(variant_name)
     def sample(state: SelfPacedState, key: jax.Array, n: int):
         return state, task_space.clip(G.sample(state.params, key, n, dim))
 
@@ -237,9 +240,8 @@ def _make_self_paced(task_space: TaskSpace, config, variant: str) -> Teacher:
             kl_target=G.kl_divergence(updated.params, target, dim),
         )
 
+    @checked_update(variant_name, task_space)
     def update(state: SelfPacedState, tasks, scores, mask, **extras) -> SelfPacedState:
-        if tasks.ndim != 2 or tasks.shape[1] != dim:
-            raise ValueError(f"{variant_name}: tasks must be [n, {dim}], got {tasks.shape}")
         if value == "score":
             v = scores
         elif value in extras:
@@ -257,11 +259,11 @@ def _make_self_paced(task_space: TaskSpace, config, variant: str) -> Teacher:
             count=jnp.minimum(state.count + n_valid, capacity),
             seen=state.seen + n_valid,
             episodes=state.episodes + n_valid,
-            nonfinite=state.nonfinite + (mask & ~finite).sum().astype(jnp.int32),
+            inputs=state.inputs.replace(
+                nonfinite=state.inputs.nonfinite + (mask & ~finite).sum().astype(jnp.int32)),
         )
         return jax.lax.cond(state.seen >= config.episodes_per_update, end_round, lambda s: s, state)
 
-    variant_name = "spdl" if variant == "v1" else "spdl_delta"
     return Teacher(init, sample, update, task_space, variant_name, _extras(value))
 
 
@@ -278,6 +280,7 @@ def spdl_delta(task_space: TaskSpace, config: SPDLDeltaConfig | None = None) -> 
 @struct.dataclass
 class DefaultState:
     episodes: jax.Array
+    inputs: InputCounts
 
 
 def default_teacher(task_space: TaskSpace) -> Teacher:
@@ -287,11 +290,13 @@ def default_teacher(task_space: TaskSpace) -> Teacher:
 
     def init(key: jax.Array) -> DefaultState:
         del key
-        return DefaultState(jnp.zeros((), jnp.int32))
+        return DefaultState(jnp.zeros((), jnp.int32), InputCounts.zeros())
 
+    @checked_sample("default")
     def sample(state, key: jax.Array, n: int):
         return state, G.sample_prior_target(prior, task_space, key, n)
 
+    @checked_update("default", task_space)
     def update(state, tasks, scores, mask, **extras):
         del tasks, scores, extras
         return state.replace(episodes=state.episodes + mask.sum().astype(jnp.int32))

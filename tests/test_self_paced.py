@@ -145,10 +145,10 @@ def test_masking_extras_and_bad_input(compiled):
     mask = jnp.zeros(N, bool).at[:4].set(jnp.array([True, False, True, True]))
     returns = jnp.zeros(N).at[:4].set(jnp.array([1.0, 2.0, jnp.nan, 3.0]))
     s = update(state, tasks, jnp.zeros(N), mask, discounted_return=returns)
-    assert int(s.count) == 2 and int(s.nonfinite) == 1 and int(s.rounds) == 0
+    assert int(s.count) == 2 and int(s.inputs.nonfinite) == 1 and int(s.rounds) == 0
     np.testing.assert_allclose(s.values[:2], [1.0, 3.0])
     with pytest.raises(ValueError, match="discounted_return"):
-        teacher.update(state, tasks, jnp.zeros(4), jnp.ones(4, bool))
+        teacher.update(state, tasks, jnp.zeros(N), jnp.ones(N, bool))
     with pytest.raises(ValueError):
         spdl(POINT_MASS_2D_TASKS, SPDLConfig(covariance="banded"))
     with pytest.raises(ValueError):
