@@ -71,8 +71,10 @@ def test_action_bounds_follow_the_task():
 def test_evaluation_saturating_return_changes_with_max_torque():
     tasks = [[2.0, 1.0], [2.5, 1.0], [3.0, 1.0]]
     saturated = _evaluate(10.0, tasks)
-    assert len(set(np.round(saturated, 3))) == 3, saturated  # used to be one return three times
     np.testing.assert_allclose(saturated, _evaluate(None, tasks), rtol=1e-6)  # = each task's max_torque
+    at_default_bound = _evaluate(2.0, tasks)  # what +10 was clipped to before, whatever the task
+    np.testing.assert_allclose(saturated[0], at_default_bound[0], rtol=1e-6)
+    assert np.all(np.abs(saturated[1:] - at_default_bound[1:]) > 1.0), (saturated, at_default_bound)
 
 
 def _rollout_rewards(torque, task):
