@@ -144,7 +144,7 @@ class PointMass(environment.Environment[PointMassState, PointMassParams]):
             s = jnp.where(crashed, s, new)  # after a crash the remaining sub-steps are skipped
             return (s, crashed | crash), None
 
-        (s, crashed), _ = jax.lax.scan(sub, (s0, jnp.zeros((), bool)), noise)
+        (s, crashed), _ = jax.lax.scan(sub, (s0, jnp.zeros((), bool)), noise, unroll=True)
         new_state = PointMassState(x=s[0], vx=s[1], y=s[2], vy=s[3], time=state.time + 1)
         dist = jnp.sqrt((s[0] - GOAL[0]) ** 2 + (s[2] - GOAL[1]) ** 2)
         reward = jnp.exp(-0.6 * dist)
