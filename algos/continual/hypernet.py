@@ -72,15 +72,17 @@ def hnet_spec(target_params: Any, emb_dim: int, hidden: tuple[int, ...] = (25, 2
 
 
 def init_hnet(key: jax.Array, spec: HnetSpec) -> dict:
-    """Hypernetwork weights: LeCun-normal layers, zero biases, N(0, 1) chunk embeddings."""
+    """Hypernetwork weights: LeCun-normal layers, zero biases, N(0, 1) chunk embeddings (none
+    without chunking)."""
     sizes = (spec.emb_dim + spec.chunk_emb_dim, *spec.hidden, spec.chunk_size)
     keys = jax.random.split(key, len(sizes))
     layers = [
         {"w": jax.random.normal(k, (a, b)) / math.sqrt(a), "b": jnp.zeros((b,))}
         for k, a, b in zip(keys[:-1], sizes[:-1], sizes[1:])
     ]
-    chunk_emb = jax.random.normal(keys[-1], (spec.num_chunks, spec.chunk_emb_dim))
-    return {"layers": layers, "chunk_emb": chunk_emb}
+    if not spec.chunk_emb_dim:
+        return {"layers": layers}
+    return {"layers": layers, "chunk_emb": jax.random.normal(keys[-1], (spec.num_chunks, spec.chunk_emb_dim))}
 
 
 def _inputs(hnet: dict, spec: HnetSpec, emb: jax.Array) -> jax.Array:

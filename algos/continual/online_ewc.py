@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from algos.continual.ewc import FISHERS, FisherData, LogProbs, default_fisher_data, diagonal_fisher, \
+from algos.continual.ewc import FISHERS, FisherData, LogProbs, first_rows, default_fisher_data, diagonal_fisher, \
     weighted_sq_distance
 from algos.learner import Learner
 
@@ -41,6 +41,7 @@ def online_ewc(
     fisher_data: FisherData = default_fisher_data,
     value_fn: Callable[[Any, Any], jax.Array] | None = None,
     fisher_batch: int = 16,
+    fisher_samples: int | None = None,
 ) -> Learner:
     """Online EWC; arguments as :func:`algos.continual.ewc.ewc`, plus the decay ``gamma``."""
     if fisher not in FISHERS:
@@ -65,7 +66,7 @@ def online_ewc(
     def end_task(state: OnlineEWCState, params, task_id, data):
         del task_id
         key, k_fisher = jax.random.split(state.key)
-        samples, labels, mask = fisher_data(data)
+        samples, labels, mask = first_rows(fisher_data(data), fisher_samples)
         f = diagonal_fisher(log_probs, params, samples, labels, mask, k_fisher, fisher, value_fn, fisher_batch)
         running = jax.tree.map(lambda old, new: state.gamma * old + new, state.fisher, f)
         return state.replace(anchor=params, fisher=running, active=jnp.ones((), bool), key=key)

@@ -53,6 +53,8 @@ class LearnerOptions:
     """online EWC: decay of the running Fisher"""
     fisher_batch: int = 16
     """per-sample Fisher: samples per vectorised batch"""
+    fisher_samples: int = 200
+    """EWC: at most this many of the task's examples estimate the Fisher (0: all handed over)"""
     replay_capacity: int = 1000
     replay_batch: int = 64
     replay_kind: str = "reservoir"
@@ -60,11 +62,13 @@ class LearnerOptions:
     hnet_beta: float = 0.01
     hnet_emb_dim: int = 24
     hnet_hidden: tuple[int, ...] = (25, 25)
-    hnet_chunk_size: int = 4000
-    """0: no chunking"""
+    hnet_chunk_size: int = 0
+    """0: no chunking (one output per target weight); > 0: chunks of this size with chunk embeddings"""
     hnet_chunk_emb_dim: int = 8
     hnet_lookahead_lr: float = 0.0
     """0: no lookahead"""
+    hnet_reg_tasks: int = 0
+    """earlier tasks regularised per step, drawn uniformly (0: all of them)"""
     hi_beta: float = 0.01
     hi_eps: float = 5.0
     hi_mode: str = "nested"
@@ -102,16 +106,19 @@ LEARNERS: dict[str, Callable[[ModelSpec, LearnerOptions], Learner]] = {
     "finetune": lambda m, o: finetune(m.apply),
     "l2": lambda m, o: l2(m.apply, o.l2_strength),
     "ewc": lambda m, o: ewc(m.apply, _need(m, "log_probs", "ewc"), m.max_tasks, o.ewc_strength, o.ewc_fisher,
-                            m.fisher_data, m.value_fn, o.fisher_batch),
+                            m.fisher_data, m.value_fn, o.fisher_batch, o.fisher_samples or None),
     "online_ewc": lambda m, o: online_ewc(m.apply, _need(m, "log_probs", "online_ewc"), o.ewc_strength,
-                                          o.ewc_gamma, o.ewc_fisher, m.fisher_data, m.value_fn, o.fisher_batch),
+                                          o.ewc_gamma, o.ewc_fisher, m.fisher_data, m.value_fn, o.fisher_batch,
+                                          o.fisher_samples or None),
     "replay": lambda m, o: replay(m.apply, _need(m, "example_item", "replay"), o.replay_capacity,
                                   o.replay_batch, o.replay_kind, m.max_tasks, m.to_items),
     "hnet": lambda m, o: hnet_learner(m.apply, m.params_example, m.max_tasks, o.hnet_beta, o.hnet_emb_dim,
-                                      o.hnet_hidden, _chunk(o), o.hnet_chunk_emb_dim, "elu", o.hnet_lookahead_lr),
+                                      o.hnet_hidden, _chunk(o), o.hnet_chunk_emb_dim, "elu", o.hnet_lookahead_lr,
+                                      o.hnet_reg_tasks),
     "hyperinterval": lambda m, o: hyperinterval(m.apply, m.params_example, m.max_tasks, m.steps_per_task,
                                                 o.hi_beta, o.hi_eps, o.hi_mode, o.hnet_emb_dim, o.hnet_hidden,
-                                                _chunk(o), o.hnet_chunk_emb_dim, o.hi_kappa_min),
+                                                _chunk(o), o.hnet_chunk_emb_dim, o.hi_kappa_min,
+                                                reg_tasks=o.hnet_reg_tasks),
 }
 
 
