@@ -18,7 +18,8 @@ stochastic policy (as the reference evaluates): ``target_return`` is their mean 
 The teacher's context distribution is summarised by the mean and std of 512 of its samples (and 64
 kept for the figure). ``summary.json``: ``target_return``, ``target_return_std`` (mean and std over
 seeds at the end), ``success_rate``, ``success_rate_std``; the parent adds every teacher's difference
-to the first teacher (``default``) with its standard error, for both metrics. Plots: the two metrics
+to the first teacher (``default``) with its standard error and Welch p-value, for both metrics
+(``<t>_minus_default[_se]`` for the return, ``success_rate/<t>_minus_default[_se]`` for success). Plots: the two metrics
 over environment steps with a band of one std across seeds, and the context distributions over the box.
 
     python -m experiments.point_mass --seeds 16
@@ -174,7 +175,10 @@ def main(config: Config) -> dict:
     root = config.run_dir
     records = {t: read_records(os.path.join(root, t, "metrics.jsonl")) for t in names}
     finals = {t: np.asarray(rs[-1]["success_rate"], np.float64) for t, rs in records.items()}
-    summary.update(compare_to_baseline(finals, names[0], "success_rate"))
+    # run_many's difference keys (``<child>_minus_<baseline>``) are target_return's; success_rate's
+    # get the metric as a prefix
+    for key, val in compare_to_baseline(finals, names[0], "success_rate").items():
+        summary[key if "/" in key else f"success_rate/{key}"] = val
     with open(os.path.join(root, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     steps = lambda rs: np.asarray([r["env_steps"] for r in rs], np.float64)
@@ -187,8 +191,13 @@ def main(config: Config) -> dict:
     target = (POINT_MASS_2D if config.context_dim == 2 else POINT_MASS_3D).target_mean
     plot_context_evolution(os.path.join(root, "plots", "context_distribution.png"), records,
                            (space.low[0], space.high[0], space.low[1], space.high[1]), space.names, target)
-    print("success_rate:", "  ".join(
-        f"{t} {summary[f'{t}/success_rate']:.3f}+-{summary[f'{t}/success_rate_std']:.3f}" for t in names))
+    for t in names:
+        line = f"{t:<18} success_rate {summary[f'{t}/success_rate']:.3f} +- {summary[f'{t}/success_rate_std']:.3f}"
+        if t != names[0]:
+            line += f"   minus {names[0]}: {summary[f'success_rate/{t}_minus_{names[0]}']:+.3f}"
+            if f"success_rate/{t}_minus_{names[0]}_se" in summary:
+                line += f" (SE {summary[f'success_rate/{t}_minus_{names[0]}_se']:.3f})"
+        print(line)
     return summary
 
 
