@@ -411,8 +411,10 @@ def make_train(
         key, k_tasks = jax.random.split(state.key)
         teacher_state, tasks = teacher.sample(state.teacher_state, k_tasks, num_steps * num_envs)
         tasks = tasks.reshape(num_steps, num_envs, -1)
-        state = state.replace(teacher_state=teacher_state, key=key)
-        return jax.lax.scan(env_step, state, tasks)
+        # The teacher's state stays out of the step loop's carry: it can be large (ALP-GMM's history)
+        # and XLA may copy a loop carry at every step.
+        state, traj = jax.lax.scan(env_step, state.replace(teacher_state=(), key=key), tasks)
+        return state.replace(teacher_state=teacher_state), traj
 
     def next_values(params, traj: Transition) -> jax.Array:
         """V of the observation following each step in its episode, in one batched call: from the

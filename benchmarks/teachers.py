@@ -1,6 +1,13 @@
-"""Episodes per second of each teacher on the hypercube toy student, for several vmapped seed counts.
+"""Episodes per second of each teacher on the hypercube toy student, for several vmapped seed counts;
+with ``--ppo``, each teacher's cost inside PPO next to no teacher, in the same run.
 
 ``python -m benchmarks.teachers [--teachers random alp_gmm ...] [--seeds 1 16 256 1024] [--episodes N]``
+
+``python -m benchmarks.teachers --ppo --preset cpu|gpu [--teachers none random alp_gmm ...]``: PPO on
+``cartpole_tasks`` (``cpu``: 8 seeds x 4 envs x 131,072 steps per seed; ``gpu``: 512 seeds x 4 envs x
+499,712 steps per seed; ``--seeds`` / ``--steps`` override), each teacher (``none`` = the default task,
+no teacher) compiled ahead of time and timed (best of 2); ``cost_pct`` = 1 - steps/s / no teacher's.
+ALP-GMM is sized to the run (``max_episodes`` = steps per seed).
 
 Uses the experiment's own per-seed chunk function (:func:`experiments.hypercube.make_seed_fns`): one
 ``jax.jit(jax.vmap(chunk))`` over all episodes of the run, compiled ahead of time
@@ -83,15 +90,71 @@ def bench_one(teacher_name: str, seeds: int, episodes: int | None, config: hc.Hy
     }
 
 
+PPO_PRESETS = {"cpu": (8, 4, 131_072), "gpu": (512, 4, 499_712)}  # seeds, envs, steps per seed
+PPO_TEACHERS = ("none", "random", "alp_gmm", "covar_gmm", "riac")
+
+
+def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2) -> dict:
+    """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run."""
+    from algos.ppo import PPOConfig, make_train
+    from envs.registry import make_task_env
+    from teachers.registry import make_teacher
+
+    task_env = make_task_env("cartpole_tasks")
+    config = PPOConfig(num_envs=envs, num_steps=128, total_timesteps=steps)
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    total = seeds * config.num_updates * config.steps_per_update
+    rows = []
+    for name in teachers:
+        teacher = None if name == "none" else make_teacher(name, task_env.task_space, max_episodes=steps)
+        trainer = make_train(config, task_env, teacher)
+        fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum()))
+        t0 = time.perf_counter()
+        compiled = fn.lower(keys).compile()
+        compile_s = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(repeats):
+            t1 = time.perf_counter()
+            episodes = jax.block_until_ready(compiled(keys))
+            best = min(best, time.perf_counter() - t1)
+        rows.append({"teacher": name, "compile_s": round(compile_s, 2), "run_s": round(best, 3),
+                     "steps_per_s": round(total / best), "episodes_per_seed": float(np.mean(episodes))})
+        base = rows[0]["steps_per_s"] if rows[0]["teacher"] == "none" else None
+        r = rows[-1]
+        r["cost_pct"] = None if base is None else round(100 * (1 - r["steps_per_s"] / base), 1)
+        print(f"{name:<10} compile {r['compile_s']:7.1f} s  run {r['run_s']:8.3f} s  "
+              f"{r['steps_per_s'] / 1e6:8.3f}M steps/s  cost {r['cost_pct']} %", flush=True)
+    return {"benchmark": "teachers_in_ppo", "env": "cartpole_tasks", "seeds": seeds, "envs": envs,
+            "steps_per_seed": config.num_updates * config.steps_per_update,
+            "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+            "jax": jax.__version__, "results": rows}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teachers", nargs="+", default=list(ALL_TEACHERS), choices=list(ALL_TEACHERS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 16, 256, 1024])
+    parser.add_argument("--ppo", action="store_true", help="time each teacher inside PPO (cartpole_tasks)")
+    parser.add_argument("--preset", choices=sorted(PPO_PRESETS), default="cpu", help="--ppo sizes")
+    parser.add_argument("--steps", type=int, default=None, help="--ppo: steps per seed")
+    parser.add_argument("--teachers", nargs="+", default=None, choices=["none", *ALL_TEACHERS])
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None,
                         help="episodes per seed (default: depends on the device and seed count)")
     parser.add_argument("--dims", type=int, default=2)
     parser.add_argument("--cubes", type=int, default=10)
     args = parser.parse_args(argv)
+    if args.ppo:
+        seeds, envs, steps = PPO_PRESETS[args.preset]
+        seeds = args.seeds[0] if args.seeds else seeds
+        steps = args.steps or steps
+        if seeds < 1 or steps < envs * 128:
+            raise ValueError("--seeds must be >= 1 and --steps at least one update (4 x 128)")
+        out = bench_ppo(args.teachers or PPO_TEACHERS, seeds, envs, steps)
+        print(json.dumps(out))
+        return out
+    args.teachers = args.teachers or list(ALL_TEACHERS)
+    args.seeds = args.seeds or [1, 16, 256, 1024]
+    if "none" in args.teachers:
+        raise ValueError("--teachers none is for --ppo only")
     if any(s < 1 for s in args.seeds):
         raise ValueError("--seeds must all be >= 1")
     if args.episodes is not None and args.episodes < 1:

@@ -12,6 +12,10 @@ environment's (``--stump-track.max-steps-in-episode 130``) are fields of the con
 teachers and environments that do not run are recorded as null in ``config.json``.
 
     python -m experiments.curriculum_ppo --env stump_track --teachers random alp_gmm --seeds 16
+
+``--teacher-preset teachmyagent_stump_tracks`` gives the teachers the options TeachMyAgent's benchmark
+used (:mod:`teachers.presets`) in place of the class defaults; ALP-GMM's history is sized to the run
+(``total_timesteps / 10`` episodes; overwritten entries are counted in its state).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from envs.registry import (
 )
 from experiments.ppo_job import ppo_job
 from experiments.runner import Job, RunConfig, cli, run_many
+from teachers.presets import preset
 from teachers.registry import (
     TeacherOptions,
     make_teacher,
@@ -53,6 +58,8 @@ class Config(RunConfig, TeacherOptions, EnvOptions):
     ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=128, total_timesteps=3_000_000)
     seeds: int = 16
     chunks: int = 15
+    teacher_preset: str | None = None
+    """named teacher options (teachers.presets, e.g. teachmyagent_stump_tracks) for the teachers it names"""
 
     def quick_version(self) -> Config:
         return dataclasses.replace(
@@ -68,6 +75,8 @@ class Config(RunConfig, TeacherOptions, EnvOptions):
         if self.test_tasks < 1 or self.episodes_per_task < 1:
             raise ValueError("--test-tasks and --episodes-per-task must be >= 1")
         self.ppo.validate()
+        if self.teacher_preset is not None:
+            preset(self.teacher_preset, "random")  # unknown names fail here
 
 
 def teacher_runs(name: str, config: Config) -> list[tuple[str, Job, Config]]:
@@ -79,9 +88,12 @@ def teacher_runs(name: str, config: Config) -> list[tuple[str, Job, Config]]:
     test_tasks = task_env.task_space.test_set(config.test_tasks, config.test_seed)
     runs = []
     for teacher in teacher_names(config.teachers):
-        trainer = make_train(
-            config.ppo, task_env, make_teacher(teacher, task_env.task_space, teacher_options(config, teacher))
-        )
+        options = teacher_options(config, teacher)
+        if config.teacher_preset is not None and preset(config.teacher_preset, teacher) is not None:
+            options = preset(config.teacher_preset, teacher)
+        made = make_teacher(teacher, task_env.task_space, options,
+                            max_episodes=max(config.ppo.total_timesteps // 10, 1))
+        trainer = make_train(config.ppo, task_env, made)
         unused = [*unused_teacher_options([teacher]), *unused_env_options([config.env])]
         job = ppo_job(f"{name}/{teacher}", trainer, test_tasks, config.episodes_per_task, unused=unused,
                       record=record)

@@ -184,8 +184,10 @@ def batch_alp(
         def break_ties(score):  # only run when some query has equally near candidates
             return search(q, e, seeds, True, (dmin, score, jnp.zeros((qb,), jnp.uint32)))[1]
 
+        # a while loop, not a cond: under vmap a cond on a per-seed flag would run the pass always
         need = jnp.any(valid & (ties > 1))
-        score = jax.lax.cond(need, break_ties, lambda s: s, score)
+        score = jax.lax.while_loop(lambda c: need & ~c[0], lambda c: (True, break_ties(c[1])),
+                                   (jnp.zeros((), bool), score))[1]
         use = valid & (jnp.minimum(e, capacity) > 5)
         return jax.lax.dynamic_update_slice_in_dim(
             out, jnp.where(use, jnp.abs(q_scores[idx] - score), 0.0), i * qb, 0)

@@ -25,6 +25,7 @@ TEACHERS: dict[str, tuple[str, str, str | None]] = {
     "covar_gmm": ("teachers.covar_gmm", "covar_gmm", "CovarGMMConfig"),
     "riac": ("teachers.riac", "riac", "RIACConfig"),
     "oracle": ("teachers.oracle", "oracle", "OracleConfig"),
+    "uniform_feasible": ("teachers.uniform_feasible", "uniform_feasible", "UniformFeasibleConfig"),
     "default": ("teachers.self_paced", "default_teacher", None),
     "spdl": ("teachers.self_paced", "spdl", "SPDLConfig"),
     "spdl_delta": ("teachers.self_paced", "spdl_delta", "SPDLDeltaConfig"),
