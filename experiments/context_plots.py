@@ -63,8 +63,8 @@ def plot_context_evolution(
     for ax in axes.ravel()[len(runs):]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=6, loc="upper left")
-    fig.suptitle("context distribution: mean and 1 std over time (dark = early, yellow = late)", fontsize=10)
+    fig.suptitle("context distribution: mean and 1 std over time\n(dark = early, yellow = late)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -35,7 +35,7 @@ from envs.popgym import make_popgym, popgym_names
 from envs.task_env import fixed_task_env
 from experiments import plotting
 from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, cli, run
+from experiments.runner import RunConfig, cli, run, seed_std
 from memory import CORES, make_core
 
 
@@ -149,7 +149,7 @@ def main(config: Config) -> dict:
             mean = per_trial.mean(axis=0)
             later = mean[len(mean) // 2:].mean() if len(mean) > 1 else mean[0]
             summary[f"{split}_return"] = float(per_trial.sum(axis=1).mean())
-            summary[f"{split}_return_std"] = float(per_trial.sum(axis=1).std())
+            summary[f"{split}_return_std"] = float(seed_std(per_trial.sum(axis=1)))
             summary[f"{split}_trial_returns"] = [float(v) for v in mean]
             summary[f"{split}_improvement"] = float(later - mean[0])
         return summary

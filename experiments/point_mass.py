@@ -44,7 +44,7 @@ from experiments import plotting
 from experiments.context_plots import plot_context_evolution
 from experiments.ppo_job import ppo_job
 from experiments.runner import (
-    Job, RunConfig, compare_to_baseline, default_run_dir, mean_and_std, parse_config, read_records, run_many,
+    Job, RunConfig, cli, compare_to_baseline, default_run_dir, mean_and_std, read_records, run_many,
 )
 from teachers.alp_gmm import ALPGMMConfig
 from teachers.gaussian import context_prior, sample_prior_target
@@ -202,4 +202,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    cli(Config, main)
