@@ -13,48 +13,19 @@ import pytest
 from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
+from tests.gmm_teacher_helpers import TS, jitted, random_batches, window_fit
 from teachers import em as G
 from teachers import gmm as GT
 from teachers.alp_gmm import history_dropped
 from teachers.alp_gmm import ALPGMMConfig, alp_gmm
 from teachers.registry import make_teacher
 
-TS = TaskSpace.box(["height", "spacing"], [0.0, 0.0], [2.0, 6.0])  # not a unit box on purpose
 CFG = ALPGMMConfig(fit_rate=20, k_min=2, k_max=3, history_capacity=12)  # small DB: sliding window
 CFG_RAW = dataclasses.replace(CFG, history_capacity=1000, normalise_tasks=False)
 
 
-class Jitted:
-    """A teacher with its jitted functions (compiled once per test module)."""
-
-    def __init__(self, config):
-        self.config = config
-        self.t = alp_gmm(TS, config)
-        self.update = jax.jit(self.t.update)
-        self.sample = jax.jit(self.t.sample, static_argnums=2)
-        self.vupdate = jax.jit(jax.vmap(self.t.update))
-        self.vsample = jax.jit(jax.vmap(self.t.sample, in_axes=(0, 0, None)), static_argnums=2)
-        self.window_fit = jax.jit(lambda state: _window_fit(config, state))
-
-
-_CACHE: dict = {}
-
-
-def teacher(config) -> Jitted:
-    if config not in _CACHE:
-        _CACHE[config] = Jitted(config)
-    return _CACHE[config]
-
-
-def random_batches(seed, n_batches, n, p_valid=0.6):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_batches):
-        tasks = rng.uniform(TS.low, TS.high, size=(n, TS.dim)).astype(np.float32)
-        scores = rng.random(n).astype(np.float32)
-        mask = rng.random(n) < p_valid
-        out.append((tasks, scores, mask))
-    return out
+def teacher(config):
+    return jitted("alp_gmm", config)
 
 
 def reference_alps(batches, capacity, normalise):
@@ -102,15 +73,6 @@ def test_capacity_changes_the_reference():
     batches = random_batches(0, 10, 16)
     assert not np.allclose(reference_alps(batches, 12, True), reference_alps(batches, 1000, True))
     assert not np.allclose(reference_alps(batches, 1000, True), reference_alps(batches, 1000, False))
-
-
-def _window_fit(config, state):
-    """The mixture a refit at the last multiple of fit_rate must produce (direct fit + select)."""
-    f = config.fit_rate
-    last = (state.episodes // f) * f
-    window = GT.ring_window(state.rows, last, f)
-    return G.fit_and_select(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks,
-                            config.em, aicc_dim=TS.dim)
 
 
 @pytest.mark.parametrize("n_bootstrap", [None, 50])

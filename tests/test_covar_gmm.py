@@ -12,49 +12,17 @@ import pytest
 from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
+from tests.gmm_teacher_helpers import TS, jitted, random_batches, window_fit
 from teachers import em as G
 from teachers import gmm as GT
 from teachers.covar_gmm import CovarGMMConfig, covar_gmm, learning_progress
 from teachers.registry import make_teacher
 
-TS = TaskSpace.box(["height", "spacing"], [0.0, 0.0], [2.0, 6.0])
 CFG = CovarGMMConfig(fit_rate=20, k_min=2, k_max=3)
 
 
-class Jitted:
-    def __init__(self, config):
-        self.config = config
-        self.t = covar_gmm(TS, config)
-        self.update = jax.jit(self.t.update)
-        self.sample = jax.jit(self.t.sample, static_argnums=2)
-        self.vupdate = jax.jit(jax.vmap(self.t.update))
-        self.vsample = jax.jit(jax.vmap(self.t.sample, in_axes=(0, 0, None)), static_argnums=2)
-        self.window_fit = jax.jit(lambda state: _window_fit(config, state))
-
-
-_CACHE: dict = {}
-
-
-def teacher(config) -> Jitted:
-    if config not in _CACHE:
-        _CACHE[config] = Jitted(config)
-    return _CACHE[config]
-
-
-def _window_fit(config, state):
-    f = config.fit_rate
-    window = GT.ring_window(state.rows, (state.episodes // f) * f, f)
-    return G.fit_and_select(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks)
-
-
-def random_batches(seed, n_batches, n, p_valid=0.6):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_batches):
-        tasks = rng.uniform(TS.low, TS.high, size=(n, TS.dim)).astype(np.float32)
-        scores = rng.random(n).astype(np.float32)
-        out.append((tasks, scores, rng.random(n) < p_valid))
-    return out
+def teacher(config):
+    return jitted("covar_gmm", config)
 
 
 @pytest.mark.parametrize("normalise", [True, False])
