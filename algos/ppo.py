@@ -40,7 +40,7 @@ from algos.loops import masked_scan
 from algos.networks import Policy, mlp_policy, policy_step
 from algos.schedules import SCHEDULES, make_schedule
 from envs.task_env import EpisodeStats, TaskAutoReset, TaskEnv
-from teachers.base import EXTRAS, Teacher
+from teachers.base import EXTRAS, Teacher, input_metrics
 from teachers.fixed import fixed_teacher
 
 # info keys TaskAutoReset adds; everything else in ``info`` is the environment's own
@@ -495,6 +495,7 @@ def make_train(
             "length_sum": (ep.length * done_f).sum(),
             "task_hist": task_histogram(ep_tasks, ep_done, task_env, config.task_hist_bins),
             **jax.tree.map(jnp.mean, aux),
+            **input_metrics(teacher_state),  # running counts of masked or clipped teacher inputs
         }
         key, _ = jax.random.split(state.key)
         state = state.replace(

@@ -46,6 +46,8 @@ def _reduce(metrics: dict) -> dict:
     for name, value in metrics.items():
         if name.startswith("loss/"):
             out[name] = value.mean(axis=1)
+        elif name.startswith("teacher/"):  # running counts: the value after the chunk's last update
+            out[name] = value[:, -1]
     return out
 
 
