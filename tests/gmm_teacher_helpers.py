@@ -49,3 +49,11 @@ def random_batches(seed, n_batches, n, p_valid=0.6):
         scores = rng.random(n).astype(np.float32)
         out.append((tasks, scores, rng.random(n) < p_valid))
     return out
+
+
+def ks_uniform(tasks) -> float:
+    """The smallest Kolmogorov-Smirnov p-value, over dimensions, of ``tasks`` against uniform on TS."""
+    from scipy.stats import kstest
+
+    u = np.asarray(TS.normalise(jnp.asarray(tasks)))
+    return min(kstest(u[:, i], "uniform").pvalue for i in range(TS.dim))

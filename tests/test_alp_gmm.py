@@ -7,13 +7,11 @@ import dataclasses
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
-from tests.gmm_teacher_helpers import TS, jitted, random_batches, window_fit
+from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches, window_fit
 from teachers import em as G
 from teachers import gmm as GT
 from teachers.alp_gmm import history_dropped
@@ -95,22 +93,17 @@ def test_refit_exactly_at_multiples_of_fit_rate(n_bootstrap):
     assert fits >= 2
 
 
-def _ks_uniform(tasks):
-    u = np.asarray(TS.normalise(jnp.asarray(tasks)))
-    return min(kstest(u[:, i], "uniform").pvalue for i in range(TS.dim))
-
-
 def test_samples_in_bounds_and_uniform_before_first_fit():
     tj = teacher(CFG)
     state = tj.t.init(jax.random.key(0))
     _, tasks = tj.sample(state, jax.random.key(1), 4000)
-    assert _ks_uniform(tasks) > 1e-3
+    assert ks_uniform(tasks) > 1e-3
     for tasks_b, scores, mask in random_batches(4, 2, 8, p_valid=0.7):
         state = tj.update(state, tasks_b, scores, mask)
     assert 0 < int(state.episodes) < CFG.fit_rate and not bool(state.has_gmm)
     state2, tasks = tj.sample(state, jax.random.key(2), 4000)
     chex.assert_trees_all_close(state2, state)  # sample does not change the state
-    assert _ks_uniform(tasks) > 1e-3
+    assert ks_uniform(tasks) > 1e-3
     assert np.all(tasks >= np.asarray(TS.low)) and np.all(tasks <= np.asarray(TS.high))
 
 
@@ -140,7 +133,7 @@ def test_samples_concentrate_where_alp_is_high(normalise):
     # with random_task_ratio = 1 the teacher is uniform again
     tj1 = teacher(dataclasses.replace(config, random_task_ratio=1.0))
     _, samples = tj1.sample(state, jax.random.key(3), 4000)
-    assert _ks_uniform(samples) > 1e-3
+    assert ks_uniform(samples) > 1e-3
 
 
 def test_registry_and_config_validation():

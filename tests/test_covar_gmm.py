@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import kstest
 
 from envs.task_space import TaskSpace
-from tests.gmm_teacher_helpers import TS, jitted, random_batches, window_fit
+from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches, window_fit
 from teachers import em as G
 from teachers import gmm as GT
 from teachers.covar_gmm import CovarGMMConfig, covar_gmm, learning_progress
@@ -78,21 +77,16 @@ def test_refit_exactly_at_multiples_of_fit_rate():
     assert fits >= 3
 
 
-def _ks_uniform(tasks):
-    u = np.asarray(TS.normalise(jnp.asarray(tasks)))
-    return min(kstest(u[:, i], "uniform").pvalue for i in range(TS.dim))
-
-
 def test_samples_in_bounds_and_uniform_before_first_fit():
     tj = teacher(CFG)
     state = tj.t.init(jax.random.key(0))
-    assert _ks_uniform(tj.sample(state, jax.random.key(1), 4000)[1]) > 1e-3
+    assert ks_uniform(tj.sample(state, jax.random.key(1), 4000)[1]) > 1e-3
     for tasks, scores, mask in random_batches(4, 2, 8, p_valid=0.7):
         state = tj.update(state, tasks, scores, mask)
     assert 0 < int(state.episodes) < CFG.fit_rate and not bool(state.has_gmm)
     state2, tasks = tj.sample(state, jax.random.key(2), 4000)
     chex.assert_trees_all_close(state2, state)
-    assert _ks_uniform(tasks) > 1e-3
+    assert ks_uniform(tasks) > 1e-3
     assert np.all(tasks >= np.asarray(TS.low)) and np.all(tasks <= np.asarray(TS.high))
 
 
