@@ -370,10 +370,10 @@ def make_train(
             update=jnp.zeros((), jnp.int32),
         )
 
-    def env_step(state: PPOState, next_tasks: jax.Array):
+    def env_step(state: PPOState, next_tasks: jax.Array, params: Any):
+        """One step of every environment, acting with the model's ``params``."""
         key, k_act, k_step = jax.random.split(state.key, 3)
-        params, hp = state.train_state.params, hyperparams(state)
-        params = model_params(learner, params, state.learner_state, state.task_id)
+        hp = hyperparams(state)
         reset, task = state.last_done, state.env_state.task
         carry, dist, value = policy_step(policy, params, state.carry, state.obs, reset, task)
         action = dist.sample(k_act)
@@ -413,7 +413,11 @@ def make_train(
         tasks = tasks.reshape(num_steps, num_envs, -1)
         # The teacher's state stays out of the step loop's carry: it can be large (ALP-GMM's history)
         # and XLA may copy a loop carry at every step.
-        state, traj = jax.lax.scan(env_step, state.replace(teacher_state=(), key=key), tasks)
+        # The acting parameters are fixed for the rollout: a learner that generates them (a hypernetwork)
+        # does so once, not at every step.
+        params = model_params(learner, state.train_state.params, state.learner_state, state.task_id)
+        step = lambda s, next_tasks: env_step(s, next_tasks, params)  # noqa: E731
+        state, traj = jax.lax.scan(step, state.replace(teacher_state=(), key=key), tasks)
         return state.replace(teacher_state=teacher_state), traj
 
     def next_values(params, traj: Transition) -> jax.Array:
