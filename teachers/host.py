@@ -39,7 +39,7 @@ class HostTeacher:
     def __getstate__(self) -> dict:
         to_host = lambda a: np.asarray(jax.random.key_data(a)) if jax.dtypes.issubdtype(  # noqa: E731
             a.dtype, jax.dtypes.prng_key) else np.asarray(a)
-        # the teacher's functions are closures: cloudpickle (a gymnasium dependency) serialises them
+        # the teacher's functions are closures, which cloudpickle serialises
         return {"teacher": cloudpickle.dumps(self.teacher), "state": jax.tree.map(to_host, self.state),
                 "key": np.asarray(self._key), "key_paths": _key_paths(self.state)}
 
