@@ -32,6 +32,7 @@ import numpy as np
 from algos.continual import LearnerOptions
 from algos.supervised import SupervisedConfig, make_train, supervised_learner
 from envs.supervised import make_stream
+from experiments.runner import seed_std
 
 METHODS = ("finetune", "ewc", "replay")
 
@@ -58,7 +59,7 @@ def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lamb
     R = np.asarray(jax.block_until_ready(compiled(keys)))
     t2 = time.perf_counter()
     acc = R[:, -1].mean(axis=1)
-    return {"accuracy_per_seed": acc.tolist(), "accuracy": float(acc.mean()), "accuracy_std": float(acc.std()),
+    return {"accuracy_per_seed": acc.tolist(), "accuracy": float(acc.mean()), "accuracy_std": seed_std(acc),
             "wall_s": t2 - t0, "run_s": t2 - t1, "compile_s": t1 - t0, "seeds": seeds}
 
 

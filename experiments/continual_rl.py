@@ -45,7 +45,7 @@ from envs.task_env import TaskAutoReset, TaskEnv
 from envs.task_space import TaskSpace
 from experiments import continual_plots
 from experiments.ppo_job import ppo_job
-from experiments.runner import RunConfig, cli, default_run_dir, run_many
+from experiments.runner import RunConfig, cli, default_run_dir, run_many, seed_std
 from teachers.base import Teacher
 
 RL_LEARNERS = ("finetune", "l2", "ewc", "online_ewc", "hnet")
@@ -238,7 +238,7 @@ def continual_ppo_job(name: str, config: Config, learner_name: str):
         out = {}
         for key in SUMMARY_KEYS:
             v = np.asarray(per_seed[key], np.float64)
-            out[key], out[f"{key}_std"] = float(v.mean()), float(v.std())
+            out[key], out[f"{key}_std"] = float(v.mean()), seed_std(v)
         out["num_tasks"] = T
         return out
 

@@ -30,7 +30,7 @@ from algos.continual import metrics as cl_metrics
 from algos.supervised import SupervisedConfig, SupervisedTrainer, make_train, supervised_learner
 from envs.supervised import STREAMS, make_stream
 from experiments import continual_plots
-from experiments.runner import Job, RunConfig, cli, default_run_dir, run_many
+from experiments.runner import Job, RunConfig, cli, default_run_dir, run_many, seed_std
 
 SUMMARY_KEYS = ("avg_accuracy", "forgetting", "bwt", "fwt", "bwt_gem", "fwt_gem")
 
@@ -105,10 +105,10 @@ def continual_job(name: str, trainer: SupervisedTrainer, record: dict | None = N
         out = {}
         for k in SUMMARY_KEYS:
             v = np.asarray(per_seed[k], np.float64)
-            out[k], out[f"{k}_std"] = float(v.mean()), float(v.std())
+            out[k], out[f"{k}_std"] = float(v.mean()), seed_std(v)
         if trainer.learner.name == "hyperinterval":
             u = np.asarray(final_state.universal_acc, np.float64).mean(axis=1)
-            out["universal_accuracy"], out["universal_accuracy_std"] = float(u.mean()), float(u.std())
+            out["universal_accuracy"], out["universal_accuracy_std"] = float(u.mean()), seed_std(u)
         out["num_tasks"] = T
         return out
 

@@ -434,7 +434,7 @@ def _check_run_dir(run_dir: str, record: dict, resume: bool) -> bool:
             with open(config_path) as f:
                 children = [*children, *(json.load(f).get("children") or ())]
         except (OSError, ValueError):
-            pass
+            pass  # an unreadable config.json names no children; the fresh run rewrites it
     for child in children if not held else ():
         sub = os.path.join(run_dir, child)
         if _holds_data(sub):

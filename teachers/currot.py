@@ -53,7 +53,7 @@ from flax import struct
 from envs.task_space import TaskSpace
 from teachers import gaussian as G
 from teachers.base import InputCounts, Teacher, checked_sample, checked_update, compact_valid_first, ring_positions
-from teachers.self_paced import VALUES, _extras, resolve_value
+from teachers.self_paced import VALUES, _extras, episode_values, resolve_value
 
 _BIG = 1e7  # cost of a forbidden assignment
 
@@ -402,15 +402,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
 
     @checked_update("currot", task_space)
     def update(state: CurrOTState, tasks, scores, mask, **extras) -> CurrOTState:
-        if value == "score":
-            v = scores
-        elif value in extras:
-            v = extras[value]
-        else:
-            raise ValueError(f"currot reads the {value!r} extra; the trainer did not pass it")
-        v = jnp.asarray(v, jnp.float32).reshape(-1)
-        finite = jnp.isfinite(v) & jnp.all(jnp.isfinite(tasks), axis=1)
-        valid = mask & finite
+        v, valid, nonfinite = episode_values("currot", value, scores, mask, extras)
         n_valid = valid.sum().astype(jnp.int32)
         # the round keeps its latest ``episodes_per_update`` episodes
         pos = ring_positions(state.ep_count, valid, b)
@@ -419,8 +411,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
             ep_values=state.ep_values.at[pos].set(v, mode="drop"),
             ep_count=state.ep_count + n_valid,
             episodes=state.episodes + n_valid,
-            inputs=state.inputs.replace(
-                nonfinite=state.inputs.nonfinite + (mask & ~finite).sum().astype(jnp.int32)),
+            inputs=state.inputs.replace(nonfinite=state.inputs.nonfinite + nonfinite),
         )
         return jax.lax.cond(state.ep_count >= b, end_round, lambda s: s, state)
 

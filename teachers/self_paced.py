@@ -139,6 +139,21 @@ def resolve_value(value: str | None, prior: G.ContextPrior) -> str:
     return "discounted_return" if prior.source == "point_mass" else "score"
 
 
+def episode_values(name: str, value: str, scores, mask, extras: dict):
+    """What each finished episode reports as V(c) (its score or the ``value`` extra) and the rows that
+    count: ``(v, valid, nonfinite)`` with ``valid = mask & isfinite(v)`` and ``nonfinite`` the number of
+    masked-in rows whose value is not finite (tasks and scores were cleaned by ``checked_update``)."""
+    if value == "score":
+        v = scores
+    elif value in extras:
+        v = extras[value]
+    else:
+        raise ValueError(f"{name} reads the {value!r} extra; the trainer did not pass it")
+    v = jnp.asarray(v, jnp.float32).reshape(-1)
+    finite = jnp.isfinite(v)
+    return v, mask & finite, (mask & ~finite).sum().astype(jnp.int32)
+
+
 def _extras(value: str) -> tuple[str, ...]:
     return () if value == "score" else (value,)
 
@@ -242,15 +257,7 @@ def _make_self_paced(task_space: TaskSpace, config, variant: str) -> Teacher:
 
     @checked_update(variant_name, task_space)
     def update(state: SelfPacedState, tasks, scores, mask, **extras) -> SelfPacedState:
-        if value == "score":
-            v = scores
-        elif value in extras:
-            v = extras[value]
-        else:
-            raise ValueError(f"{variant_name} reads the {value!r} extra; the trainer did not pass it")
-        v = jnp.asarray(v, jnp.float32).reshape(-1)
-        finite = jnp.isfinite(v) & jnp.all(jnp.isfinite(tasks), axis=1)
-        valid = mask & finite
+        v, valid, nonfinite = episode_values(variant_name, value, scores, mask, extras)
         pos = ring_positions(state.count, valid, capacity)
         n_valid = valid.sum().astype(jnp.int32)
         state = state.replace(
@@ -259,8 +266,7 @@ def _make_self_paced(task_space: TaskSpace, config, variant: str) -> Teacher:
             count=jnp.minimum(state.count + n_valid, capacity),
             seen=state.seen + n_valid,
             episodes=state.episodes + n_valid,
-            inputs=state.inputs.replace(
-                nonfinite=state.inputs.nonfinite + (mask & ~finite).sum().astype(jnp.int32)),
+            inputs=state.inputs.replace(nonfinite=state.inputs.nonfinite + nonfinite),
         )
         return jax.lax.cond(state.seen >= config.episodes_per_update, end_round, lambda s: s, state)
 
