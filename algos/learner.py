@@ -47,6 +47,9 @@ class Learner(NamedTuple):
     init_params: Callable[[jax.Array, Any], Any] | None = None
     model_params: Callable[[Any, Any, jax.Array], Any] | None = None
     after_update: Callable[[Any], Any] | None = None
+    # a task id ``predict`` accepts besides the stream's own, evaluated on every task at each boundary
+    # (HyperInterval's universal embedding: -1); None for most learners
+    universal_task_id: int | None = None
 
 
 def trained_params(learner: Learner, key: jax.Array, params: Any) -> Any:

@@ -105,7 +105,7 @@ class SupervisedState:
     R: jax.Array  # [T, T] accuracy on task j after task k (rows of unfinished tasks are 0)
     b: jax.Array  # [T] accuracy of the untrained model
     last_acc: jax.Array  # [T] accuracies of the last evaluation
-    universal_acc: jax.Array  # [T] accuracies of the universal embedding (HyperInterval; else 0)
+    universal_acc: jax.Array  # [T] accuracies as the learner's universal_task_id (HyperInterval's universal embedding; else 0)
 
 
 class SupervisedTrainer(NamedTuple):
@@ -206,8 +206,8 @@ def make_train(config: SupervisedConfig, stream: SupervisedStream,
         data = consolidation_data(state, k_data)
         learner_state = learner.end_task(state.learner_state, state.params, state.task_id, data)
         state = state.replace(R=R, learner_state=learner_state, key=key)
-        if learner.name == "hyperinterval":
-            state = state.replace(universal_acc=evaluate(state, task_id_override=-1))
+        if learner.universal_task_id is not None:
+            state = state.replace(universal_acc=evaluate(state, task_id_override=learner.universal_task_id))
         return state.replace(task_id=jnp.minimum(state.task_id + 1, T - 1))
 
     def after_chunk(state: SupervisedState, chunk_index: jax.Array) -> SupervisedState:

@@ -91,7 +91,7 @@ def continual_job(name: str, trainer: SupervisedTrainer, record: dict | None = N
         seen = (jnp.arange(T) < jnp.maximum(finished, 1)).astype(jnp.float32)
         out["avg_accuracy"] = jnp.sum(state.last_acc * seen) / jnp.sum(seen)
         out.update({k: v for k, v in cl_metrics.summary(state.R, state.b).items() if k != "avg_accuracy"})
-        if trainer.learner.name == "hyperinterval":
+        if trainer.learner.universal_task_id is not None:
             out["universal_accuracy"] = state.universal_acc.mean()
         return out
 
@@ -106,7 +106,7 @@ def continual_job(name: str, trainer: SupervisedTrainer, record: dict | None = N
         for k in SUMMARY_KEYS:
             v = np.asarray(per_seed[k], np.float64)
             out[k], out[f"{k}_std"] = float(v.mean()), seed_std(v)
-        if trainer.learner.name == "hyperinterval":
+        if trainer.learner.universal_task_id is not None:
             u = np.asarray(final_state.universal_acc, np.float64).mean(axis=1)
             out["universal_accuracy"], out["universal_accuracy_std"] = float(u.mean()), seed_std(u)
         out["num_tasks"] = T

@@ -200,7 +200,7 @@ def hyperinterval(
         return apply(model_params(params, state, task_id), x)
 
     return Learner(init, loss, end_task, predict, "hyperinterval", init_params=init_params,
-                   model_params=model_params, after_update=after_update)
+                   model_params=model_params, after_update=after_update, universal_task_id=-1)
 
 
 def universal_embedding(centers: jax.Array, radii: jax.Array, count: jax.Array) -> jax.Array:
