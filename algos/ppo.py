@@ -18,6 +18,14 @@ state, so ``jax.vmap(trainer.init)(keys, hparams)`` trains several settings in o
 ``rollout(state)`` collects one rollout without learning (for a learner's consolidation).
 Recurrent policies keep the carry at the start of each rollout and replay whole per-environment
 sequences (``minibatch_axis`` "envs", chosen automatically).
+
+Environment-axis sharding: traced under a mesh with an axis named ``envs`` (:data:`ENV_AXIS`, set with
+``jax.set_mesh``, as the runner does for ``--env-devices``), every per-environment array (environment
+states, observations, the rollout) is laid out along that axis, and the compiler partitions the rest
+from these shardings (GSPMD; Xu et al. 2021, arXiv:2105.04663): each device steps its share of the
+environments, and the gradients of a minibatch, which mixes rows of every device, are summed across
+devices by the collectives XLA inserts. The program computes the same update as without a mesh, up
+to the order of float sums.
 """
 
 from __future__ import annotations
@@ -45,6 +53,23 @@ from teachers.fixed import fixed_teacher
 
 # info keys TaskAutoReset adds; everything else in ``info`` is the environment's own
 CURRICULAX_INFO_KEYS = ("terminated", "truncated", "final_observation", "episode")
+ENV_AXIS = "envs"
+"""The mesh axis the environment axis is laid out along (see the module docstring)."""
+
+
+def shard_envs(tree: Any, num_envs: int, axis: int = 0) -> Any:
+    """Constrain axis ``axis`` (of size ``num_envs``) of every leaf of ``tree`` to the mesh axis
+    :data:`ENV_AXIS` of the surrounding mesh; unchanged without a mesh or with that axis of size 1.
+    Inside ``jax.vmap`` (over seeds) the mapped axis stays unconstrained."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or ENV_AXIS not in mesh.axis_names or mesh.shape[ENV_AXIS] == 1:
+        return tree
+    devices = mesh.shape[ENV_AXIS]
+    if num_envs % devices:
+        raise ValueError(f"PPOConfig.num_envs={num_envs} must be a multiple of the {devices} devices of "
+                         f"the mesh axis {ENV_AXIS!r} (--env-devices)")
+    spec = jax.sharding.PartitionSpec(*([None] * axis), ENV_AXIS)
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,7 +377,7 @@ def make_train(
         key, k_net, k_teacher, k_task, k_reset, k_learner = jax.random.split(key, 6)
         teacher_state = teacher.init(k_teacher)
         teacher_state, tasks = teacher.sample(teacher_state, k_task, num_envs)
-        obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), tasks)
+        obs, env_state = shard_envs(jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), tasks), num_envs)
         params = trained_params(learner, jax.random.fold_in(k_learner, 1), policy.init(k_net, obs[:1], tasks[:1]))
         zeros = jnp.zeros((num_envs,), jnp.float32)
         return PPOState(
@@ -400,17 +425,18 @@ def make_train(
             discounted_return=discounted_return,
             info={k: v for k, v in info.items() if k not in CURRICULAX_INFO_KEYS},
         )
-        state = state.replace(
-            env_state=env_state, obs=obs, last_done=done, carry=carry, key=key,
-            episode_extras=EpisodeExtras(initial_value, discounted_return, acc_discount),
-        )
+        env_state, obs, done, carry, extras, transition = shard_envs(
+            (env_state, obs, done, carry, EpisodeExtras(initial_value, discounted_return, acc_discount),
+             transition), num_envs)
+        state = state.replace(env_state=env_state, obs=obs, last_done=done, carry=carry, key=key,
+                              episode_extras=extras)
         return state, transition
 
     def rollout(state: PPOState) -> tuple[PPOState, Transition]:
         """``num_steps`` steps of every environment; the teacher hands out one task per slot."""
         key, k_tasks = jax.random.split(state.key)
         teacher_state, tasks = teacher.sample(state.teacher_state, k_tasks, num_steps * num_envs)
-        tasks = tasks.reshape(num_steps, num_envs, -1)
+        tasks = shard_envs(tasks.reshape(num_steps, num_envs, -1), num_envs, axis=1)
         # The teacher's state stays out of the step loop's carry: it can be large (ALP-GMM's history)
         # and XLA may copy a loop carry at every step.
         # The acting parameters are fixed for the rollout: a learner that generates them (a hypernetwork)

@@ -17,6 +17,10 @@ imported before any curriculax module).
 
 Set ``CURRICULAX_KEEP_XLA_FLAGS=1`` to leave ``XLA_FLAGS`` untouched; a scheduler setting already in
 ``XLA_FLAGS`` is respected.
+
+The same first-import path starts a multi-process run (``jax.distributed.initialize``, which must also
+come before JAX starts) when the command line or the environment asks for one: see
+:mod:`envs.distributed`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ FLAG = f"--{SCHEDULER_OPTION}=false"
 
 
 def apply_cpu_deadlock_workaround() -> bool:
-    """Add :data:`FLAG` to ``XLA_FLAGS`` unless the user opted out; returns whether it is in effect."""
+    """Add :data:`FLAG` to ``XLA_FLAGS`` unless the user opted out; returns whether it is in effect.
+    Then join a multi-process run when this process was launched as part of one
+    (:func:`envs.distributed.initialize_from_launch`)."""
+    applied = _add_flag()
+    from envs.distributed import initialize_from_launch
+
+    initialize_from_launch()
+    return applied
+
+
+def _add_flag() -> bool:
     if os.environ.get("CURRICULAX_KEEP_XLA_FLAGS"):
         return False
     flags = os.environ.get("XLA_FLAGS", "")
@@ -47,7 +61,7 @@ def apply_cpu_deadlock_workaround() -> bool:
             "curriculax: JAX started before `envs` was imported, so the XLA CPU deadlock work-around "
             f"cannot take effect; import curriculax modules first or set XLA_FLAGS={FLAG}",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()

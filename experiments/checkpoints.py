@@ -9,6 +9,13 @@ wrote, taken once the save has finished. :meth:`Checkpointer.restore_latest` ver
 restoring and falls back to the newest checkpoint that verifies (an emptied step folder, a truncated
 file or one flipped bit is *damaged*, not silently restored); checkpoints newer than the one restored
 are deleted, because orbax refuses to save a step at or below its latest one.
+
+In a multi-process run (``jax.distributed``) every process calls :meth:`Checkpointer.save` and
+:meth:`Checkpointer.restore_latest` with its shards of the same global state: orbax writes each
+process's shards and lets process 0 finalise the step. Process 0 writes the manifest once the save has
+finished on every process, and deletes damaged steps; every process verifies before restoring, so all
+restore the same step. The checkpoint does not depend on how it was sharded: a run of another number
+of processes or devices restores it into its own shardings.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 MANIFEST = "curriculax_sha256.json"
 
@@ -65,6 +73,15 @@ def _file_hashes(step_dir: str) -> dict[str, str]:
                     h.update(block)
             out[rel] = h.hexdigest()
     return dict(sorted(out.items()))
+
+
+def _main() -> bool:
+    return jax.process_index() == 0
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"curriculax:checkpoint:{name}")
 
 
 def step_dirs(directory: str) -> list[int]:
@@ -114,14 +131,17 @@ class Checkpointer:
                     f"orbax did not save checkpoint {step} in {self.directory} (its latest is "
                     f"{self._manager.latest_step()}): the folder holds checkpoints of another run"
                 )
-            step_dir = os.path.join(self.directory, str(step))
-            hashes = _file_hashes(step_dir)
-            tmp = os.path.join(step_dir, MANIFEST + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump(hashes, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(step_dir, MANIFEST))
+            _sync(f"saved-{step}")  # every process's shards are on disk
+            if _main():
+                step_dir = os.path.join(self.directory, str(step))
+                hashes = _file_hashes(step_dir)
+                tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+                with open(tmp, "w") as f:
+                    json.dump(hashes, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, os.path.join(step_dir, MANIFEST))
+            _sync(f"manifest-{step}")
         except CheckpointError:
             raise
         except Exception as e:
@@ -197,8 +217,11 @@ class Checkpointer:
 
     def _delete(self, steps: list[int]) -> None:
         self._manager.close()
-        for step in steps:
-            shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+        _sync("delete")
+        if _main():
+            for step in steps:
+                shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+        _sync("deleted")
         self._manager = self._open()
 
     def wait(self) -> None:

@@ -8,7 +8,15 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
   continual stream) or ``--chunks`` equal chunks with the remainder in the last one;
 * one ``jax.jit(jax.vmap(...))`` chunk function over seeds, compiled once for the longest chunk of the
   plan: a shorter chunk runs the same program with fewer active iterations (a traced int32 scalar,
-  shared by all seeds, see :func:`algos.loops.masked_scan`); the seed axis is sharded over the devices;
+  shared by all seeds, see :func:`algos.loops.masked_scan`);
+* one global mesh (:func:`run_mesh`) over every device of every process, with the axes ``hparams``
+  (a ``--sweep`` grid of vmappable hyperparameters), ``seeds`` and ``envs`` (``--env-devices``: the
+  environment axis inside each seed, which PPO lays out along it); the leading member axis
+  (hyperparameter setting x seed) is sharded over ``hparams`` x ``seeds``, the program is the same;
+* several processes (``jax.distributed``, started on the first import by :mod:`envs.distributed`):
+  every process runs the same program on its shard; per-seed results are gathered to every process;
+  only process 0 writes ``config.json``, ``metrics.jsonl``, ``summary.json``, plots and the lock, and
+  shows the progress bar; orbax checkpoints are written and restored by all processes together;
 * after every chunk: ``after_chunk`` (consolidation, buffer fill, evaluation of every task seen),
   ``evaluate``, one line of ``metrics.jsonl`` (chunk, iteration, env steps, wall time, per-seed values),
   an orbax checkpoint and the progress bar;
@@ -29,6 +37,7 @@ compares them with the first; :func:`default_run_dir` names every run folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -41,12 +50,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import jax
 import numpy as np
 import tyro
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from experiments import plotting
 from experiments.checkpoints import Checkpointer, CheckpointError, DiskFullError, disk_full, step_dirs
@@ -80,7 +89,21 @@ class RunConfig:
     progress: bool = True
     """show a progress bar"""
     shard_seeds: bool = True
-    """shard the seed axis over all local devices when it divides evenly"""
+    """shard the seed axis over all devices (of every process) when it divides evenly"""
+    env_devices: int = 1
+    """devices the environment axis of each seed is split over (mesh axis 'envs'; the other devices
+    shard seeds and hyperparameters); must divide the device count"""
+    sweep: tuple[str, ...] = ()
+    """grid of vmappable hyperparameters, NAME=V1,V2,... each (e.g. lr=1e-4,3e-4 ent_coef=0,0.01): their
+    product runs as one program, on the mesh axis 'hparams', every setting with every seed"""
+    coordinator: str | None = None
+    """multi-process run: HOST:PORT of process 0's coordinator (with --num-processes, --process-id)"""
+    num_processes: int | None = None
+    """multi-process run: number of processes"""
+    process_id: int | None = None
+    """multi-process run: this process's index, 0..N-1"""
+    distributed: Literal["off", "auto"] = "off"
+    """auto: jax.distributed.initialize() with JAX's cluster detection (SLURM, Open MPI, TPU pods)"""
 
     def quick_version(self):
         """The ``--quick`` variant of this config (experiments override)."""
@@ -93,6 +116,12 @@ class RunConfig:
             raise ValueError(f"--chunks must be >= 1, got {self.chunks}")
         if self.resume and not self.run_dir:
             raise ValueError("--resume needs --run-dir pointing at the run to continue")
+        if self.env_devices < 1:
+            raise ValueError(f"--env-devices must be >= 1, got {self.env_devices}")
+        sweep_grid(self.sweep)
+        from envs.distributed import Launch
+
+        Launch(self.coordinator, self.num_processes, self.process_id, self.distributed).validate()
 
 
 class Job(NamedTuple):
@@ -134,6 +163,9 @@ class Job(NamedTuple):
       plot_title: the plots' title (default: ``name``), e.g. naming the environment and teacher.
       curve_meta: per curve ``(y label with its unit, (low, high) or None)``: the band is clipped
         to that range (``mastered_pct``: 0-100).
+      hyperparams: optional ``(**overrides) -> pytree`` of the float hyperparameters that ``init(key,
+        hparams)`` takes as arrays (PPO: ``functools.partial(PPOHyperparams.from_config, config)``),
+        what ``--sweep`` builds its grid with; None: taken from a PPO ``trainer``.
     """
 
     name: str
@@ -155,6 +187,7 @@ class Job(NamedTuple):
     trainer: Any = None
     plot_title: str | None = None
     curve_meta: dict | None = None
+    hyperparams: Callable[..., Any] | None = None
 
 
 C = TypeVar("C", bound=RunConfig)
@@ -230,15 +263,129 @@ def seed_keys(config: RunConfig) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(np.arange(config.seeds))
 
 
-def seed_sharding(num_seeds: int, enabled: bool = True) -> NamedSharding | None:
-    """Shard a leading seed axis over all local devices (None when there is one device or the
-    seed count does not divide evenly)."""
-    n = jax.local_device_count()
-    if not enabled or n == 1 or num_seeds % n:
+MESH_AXES = ("hparams", "seeds", "envs")
+"""The named axes of a run's global mesh; PPO lays its environment axis along ``envs``."""
+
+
+def run_mesh(num_seeds: int, enabled: bool = True, env_devices: int = 1,
+             num_hparams: int = 1) -> Mesh | None:
+    """The global mesh of a run over every device of every process: ``(hparams, seeds, envs)`` of
+    sizes ``(h, s, env_devices)``, where ``h`` is the largest common divisor of the hyperparameter
+    settings and the devices left over by ``env_devices``, and ``s`` the rest. None (everything on
+    one device) for a single device, or in a single process when ``enabled`` is off or the seeds do not
+    divide over ``s``; a multi-process run or ``env_devices > 1`` raises ``ValueError`` instead."""
+    n = jax.device_count()
+    multi = jax.process_count() > 1
+    if n % env_devices:
+        raise ValueError(f"--env-devices {env_devices} must divide the {n} devices of the run")
+    rest = n // env_devices
+    h = math.gcd(num_hparams, rest)
+    s = rest // h
+    fits = enabled and num_seeds % s == 0
+    if not fits:
+        if multi or env_devices > 1:
+            why = "--no-shard-seeds" if not enabled else (
+                f"{num_seeds} seeds do not divide over {s} devices ({n} devices / {env_devices} "
+                f"--env-devices / {h} for the {num_hparams} hyperparameter settings)")
+            raise ValueError(f"this run must shard its seeds over every device ({jax.process_count()} "
+                             f"process(es), {n} devices), but {why}: choose --seeds as a multiple of "
+                             f"{s} (or a larger --env-devices)")
         return None
-    # Auto axes: XLA propagates the seed sharding through the vmapped program.
-    mesh = jax.make_mesh((n,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
-    return NamedSharding(mesh, PartitionSpec("seeds"))
+    if n == 1:
+        return None
+    # Auto axes: XLA propagates the shardings through the vmapped program.
+    return jax.make_mesh((h, s, env_devices), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
+
+
+def member_sharding(mesh: Mesh | None) -> NamedSharding | None:
+    """A leading member axis (hyperparameter setting x seed, setting-major) over ``hparams`` x
+    ``seeds`` of ``mesh``."""
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec(("hparams", "seeds")))
+
+
+def seed_sharding(num_seeds: int, enabled: bool = True) -> NamedSharding | None:
+    """Shard a leading seed axis over all devices of every process (None when there is one device or
+    the seed count does not divide evenly in a single process)."""
+    return member_sharding(run_mesh(num_seeds, enabled))
+
+
+def sweep_grid(sweep: Sequence[str]) -> list[dict[str, float]]:
+    """The settings of a ``--sweep`` (``["lr=1e-4,3e-4", "ent_coef=0,0.01"]``): the product of the
+    values, the first name varying slowest; ``[{}]`` without a sweep."""
+    names, values = [], []
+    for item in sweep:
+        name, eq, rest = item.partition("=")
+        name = name.strip().replace("-", "_")
+        try:
+            vals = [float(v) for v in rest.split(",") if v.strip()]
+        except ValueError:
+            vals = []
+        if not eq or not name or not vals:
+            raise ValueError(f"--sweep {item!r}: expected NAME=V1,V2,... with numbers (e.g. lr=1e-4,3e-4)")
+        if not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"--sweep {item!r}: values must be finite")
+        if name in names:
+            raise ValueError(f"--sweep names {name!r} twice")
+        names.append(name)
+        values.append(vals)
+    grid = [{}]
+    for name, vals in zip(names, values):
+        grid = [{**g, name: v} for g in grid for v in vals]
+    return grid
+
+
+def sweep_label(setting: dict[str, float]) -> str:
+    """``lr=0.0001,ent_coef=0``: the summary prefix and plot folder of one setting."""
+    return ",".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def job_hyperparams(job: Job) -> Callable[..., Any]:
+    """How ``job`` builds its hyperparameter pytree from overrides (:attr:`Job.hyperparams`, else a
+    PPO trainer's :meth:`~algos.ppo.PPOHyperparams.from_config`)."""
+    if job.hyperparams is not None:
+        return job.hyperparams
+    from algos.ppo import PPOHyperparams, Trainer
+
+    if isinstance(job.trainer, Trainer):
+        return lambda **overrides: PPOHyperparams.from_config(job.trainer.config, **overrides)
+    raise ValueError(f"{job.name}: --sweep needs vmappable hyperparameters (Job.hyperparams); this job "
+                     "has none")
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run folder: process 0 (always, in a single process)."""
+    return jax.process_index() == 0
+
+
+def to_host(tree: Any) -> Any:
+    """``tree`` as numpy arrays, the whole global value on every process (gathered across processes
+    in a multi-process run)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(one, tree)
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process reaches this point (nothing in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"curriculax:{name}")
+
+
+def _global_array(host: np.ndarray, sharding: NamedSharding | None) -> jax.Array:
+    """A host array (the same on every process) placed with ``sharding``: each process supplies its
+    own shards."""
+    if sharding is None:
+        return jax.numpy.asarray(host)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def config_class_path(config: Any) -> str:
@@ -408,7 +555,14 @@ def config_record(config: Any, unused: Sequence[str] = ()) -> dict:
 
 
 # What may change on --resume: how the run is continued, not what it computes.
-_RESUME_FREE = ("config.resume", "config.progress", "config.run_dir")
+# The launch (processes, coordinator) and the layout of the environment axis over devices are free
+# too: a requeued job may resume on other hosts; a layout changes float rounding only.
+_RESUME_FREE = ("config.resume", "config.progress", "config.run_dir", "config.coordinator",
+                "config.num_processes", "config.process_id", "config.distributed", "config.env_devices")
+
+
+# Fields added to RunConfig after run folders were written, with the value those runs had.
+_ADDED = {"config.sweep": []}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -459,6 +613,8 @@ def _check_run_dir(run_dir: str, record: dict, resume: bool) -> bool:
     for key in sorted(set(old) | set(new)):
         if key in _RESUME_FREE or old.get(key) == new.get(key):
             continue
+        if key not in old and key in _ADDED and new.get(key) == _ADDED[key]:
+            continue  # a run folder from before the field existed ran with its default
         field = key.removeprefix("config.")
         flag = f" (--{field.replace('_', '-')})" if key.startswith("config.") else ""
         diffs.append(f"{field}{flag}: saved {old.get(key)!r}, now {new.get(key)!r}")
@@ -478,8 +634,25 @@ class _Prepared(NamedTuple):
     resume: bool  # whether there is a run to continue
 
 
+def _check_launch(config: RunConfig) -> None:
+    """A config that asks for a multi-process run needs the process to have joined it on its first
+    import of curriculax (:mod:`envs.distributed`), before JAX started."""
+    from envs.distributed import Launch, is_initialized
+
+    launch = Launch(config.coordinator, config.num_processes, config.process_id, config.distributed)
+    if launch.requested and not is_initialized():
+        raise ValueError("--coordinator / --distributed must be on the process's command line (or in "
+                         "CURRICULAX_COORDINATOR, CURRICULAX_NUM_PROCESSES, CURRICULAX_PROCESS_ID, "
+                         "CURRICULAX_DISTRIBUTED): curriculax joins the run when it is first imported, "
+                         "before JAX starts")
+    if launch.coordinator is not None and jax.process_count() != launch.num_processes:
+        raise ValueError(f"--num-processes {launch.num_processes}, but JAX runs {jax.process_count()} "
+                         "processes")
+
+
 def _prepare(job: Job, config: RunConfig) -> _Prepared:
     config.validate()
+    _check_launch(config)
     if job.iterations < 1:
         raise ValueError(f"{job.name}: the run has no iterations")
     own_plan = _job_plan(job)
@@ -518,7 +691,7 @@ def _say(message: str) -> None:
 
 
 def _execute(prepared: _Prepared, verbose: bool) -> dict:
-    lock = _RunLock(prepared.run_dir)
+    lock = _RunLock(prepared.run_dir) if is_main_process() else None
     try:
         return _execute_locked(prepared, verbose)
     except OSError as e:
@@ -527,45 +700,75 @@ def _execute(prepared: _Prepared, verbose: bool) -> dict:
                                 "free some space and continue with --resume") from None
         raise
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
     job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
+    main = is_main_process()
+    verbose = verbose and main
+    say = _say if main else (lambda message: None)
     # checked again under the lock: another run may have written here since _prepare
     resume = _check_run_dir(run_dir, prepared.record, config.resume)
-    os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
+    sync_processes("checked")  # every process has read the folder before process 0 writes to it
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if config.resume and not resume:
-        _say(f"--resume: nothing to resume in {run_dir} yet; starting the run")
-    if not resume:
-        _write_json(os.path.join(run_dir, "config.json"),
-                    {**prepared.record, "config_class": config_class_path(config), **run_metadata()})
-        _write_records(metrics_path, [])
+        say(f"--resume: nothing to resume in {run_dir} yet; starting the run")
+    if main:
+        os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
+        if not resume:
+            _write_json(os.path.join(run_dir, "config.json"),
+                        {**prepared.record, "config_class": config_class_path(config), **run_metadata()})
+            _write_records(metrics_path, [])
 
-    sharding = seed_sharding(config.seeds, config.shard_seeds)
-    keys = seed_keys(config)
-    if sharding is not None:
-        keys = jax.device_put(keys, sharding)
-    # Every leaf of the state and of the metrics has the seed axis first: pin it to the seed
-    # sharding so that each chunk's output matches the input sharding it was compiled for.
-    shard_out = {} if sharding is None else {"out_shardings": sharding}
-    state = jax.jit(jax.vmap(job.init), **shard_out)(keys)
+    settings = sweep_grid(config.sweep)
+    members = len(settings) * config.seeds  # setting-major: member h * seeds + i is seed i of setting h
+    mesh = run_mesh(config.seeds, config.shard_seeds, config.env_devices, len(settings))
+    sharding = member_sharding(mesh)
+    keys = _global_array(np.tile(np.asarray(seed_keys(config)), (len(settings), 1)), sharding)
+    init, args = job.init, (keys,)
+    if config.sweep:
+        build = job_hyperparams(job)
+        columns = {name: np.repeat(np.asarray([g[name] for g in settings], np.float32), config.seeds)
+                   for name in settings[0]}
+        hparams = jax.tree.map(lambda x: _global_array(np.asarray(x), sharding), build(**columns))
+        args = (keys, hparams)
+    with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        # Every leaf of the state and of the metrics has the member axis first. Without an env axis on
+        # the mesh, all of it is pinned to the member sharding; with one, the state keeps the layout
+        # the program gives it (the environments' leaves split along ``envs``). Each chunk's output is
+        # pinned to its input's layout, the one it was compiled for.
+        pin = {"out_shardings": sharding} if sharding is not None and config.env_devices == 1 else {}
+        state = jax.jit(jax.vmap(init), **pin)(*args)
+        return _train(prepared, state, sharding, resume, members, settings, verbose, say)
+
+
+def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resume: bool, members: int,
+           settings: list[dict], verbose: bool, say: Callable[[str], None]) -> dict:
+    job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
+    main = is_main_process()
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    state_shardings = None if sharding is None else jax.tree.map(lambda x: x.sharding, state)
+    shard_out = {} if sharding is None else {"out_shardings": (state_shardings, sharding)}
+    shard_state = {} if sharding is None else {"out_shardings": state_shardings}
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
     start_chunk, records = 0, []
     if resume:
-        step, state, meta = checkpointer.restore_latest(state, report=_say)
+        step, state, meta = checkpointer.restore_latest(state, report=say)
         if step is not None:
             start_chunk = int(meta["chunks_done"])
             records = [r for r in read_records(metrics_path) if r["chunk"] < start_chunk]
             if [r["chunk"] for r in records] != list(range(start_chunk)):
                 raise RunFolderError(f"--resume: {metrics_path} has {len(records)} of the "
                                      f"{start_chunk} chunks of checkpoint {step}")
-        _write_records(metrics_path, records)
+        sync_processes("resume-read")  # every process has read metrics.jsonl before it is cut back
+        if main:
+            _write_records(metrics_path, records)
         where = (f"from chunk {start_chunk} of {len(plan)} (checkpoint {step})" if step is not None
                  else "from the start (no checkpoint yet)")
-        _say(f"resuming {run_dir} {where}")
+        say(f"resuming {run_dir} {where}")
 
     chunk_fn = after_fn = None
     evaluate = None
@@ -580,7 +783,7 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
             chunk_fn = _compile_chunk(job, state, max(plan), len(set(plan)) > 1, shard_out)
             if job.after_chunk is not None:
                 after = jax.vmap(job.after_chunk, in_axes=(0, None))
-                after_fn = jax.jit(after, **shard_out).lower(state, np.int32(0)).compile()
+                after_fn = jax.jit(after, **shard_state).lower(state, np.int32(0)).compile()
             if job.evaluate is not None:  # compiled here too, so that compile_time_s counts it
                 evaluate = jax.jit(jax.vmap(job.evaluate)).lower(state).compile()
             compile_time += time.perf_counter() - t0
@@ -589,7 +792,7 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
         state, metrics = chunk_fn(state, np.int32(size))
         if after_fn is not None:
             state = after_fn(state, np.int32(c))
-        metrics = jax.device_get(metrics)
+        metrics = to_host(metrics)
         run_time += time.perf_counter() - t1
         if not job.metrics_per_chunk:
             metrics = jax.tree.map(lambda m: m[:, :size], metrics)
@@ -601,37 +804,67 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
             **job.reduce(metrics),
         }
         if evaluate is not None:
-            record.update(jax.device_get(evaluate(state)))
+            record.update(to_host(evaluate(state)))
         wall += time.perf_counter() - t0
         record.update(wall_time_s=wall, run_time_s=run_time, compile_time_s=compile_time)
         record = _to_json(record)
         _check_finite(record, job.name)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        if main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
         records.append(record)
         checkpointer.save(c + 1, state, {"chunks_done": c + 1})
         bar.update(record, job.curves)
     bar.close()
     checkpointer.close()
 
-    summary = dict(job.summarise(records, state))
-    total_steps = job.iterations * job.steps_per_iteration * config.seeds
+    final_state = to_host(state) if jax.process_count() > 1 else state
+    if config.sweep:
+        summary = {}
+        for h, setting in enumerate(settings):
+            part = slice(h * config.seeds, (h + 1) * config.seeds)
+            label = sweep_label(setting)
+            summary.update({f"{label}/{k}": v for k, v in job.summarise(
+                _member_records(records, part, members), jax.tree.map(lambda x: x[part], final_state)
+            ).items()})
+    else:
+        summary = dict(job.summarise(records, final_state))
+    total_steps = job.iterations * job.steps_per_iteration * members
     summary.setdefault("seeds", config.seeds)
+    if config.sweep:
+        summary["settings"] = len(settings)
     summary["wall_time_s"] = wall
     summary["compile_time_s"] = compile_time
     rate_key = "steps_per_s" if job.step_unit == "env_steps" else f"{job.step_unit}_per_s"
     summary[rate_key] = total_steps / max(run_time, 1e-9)
     summary = {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in summary.items()}
-    _write_json(os.path.join(run_dir, "summary.json"), summary)
-    plotting.plot_curves(os.path.join(run_dir, "plots"), records, job.curves, job.step_unit,
-                         job.plot_title or job.name, job.curve_meta)
-    if job.extra_plots is not None:
-        job.extra_plots(os.path.join(run_dir, "plots"), records)
+    if main:
+        _write_json(os.path.join(run_dir, "summary.json"), summary)
+        plots = os.path.join(run_dir, "plots")
+        groups = [(plots, records)] if not config.sweep else [
+            (os.path.join(plots, sweep_label(g)),
+             _member_records(records, slice(h * config.seeds, (h + 1) * config.seeds), members))
+            for h, g in enumerate(settings)]
+        for where, rs in groups:
+            plotting.plot_curves(where, rs, job.curves, job.step_unit, job.plot_title or job.name,
+                                 job.curve_meta)
+        if job.extra_plots is not None:
+            job.extra_plots(plots, records)
+    sync_processes("written")  # the run folder is complete when any process returns
     if verbose:
         print(f"run folder: {run_dir}")
         print(json.dumps(summary, indent=2))
     return summary
+
+
+def _member_records(records: list[dict], part: slice, members: int) -> list[dict]:
+    """The records of the members in ``part``: every per-member value (a list of length ``members``)
+    cut to them; everything else as it is."""
+    def cut(v):
+        return v[part] if isinstance(v, list) and len(v) == members else v
+
+    return [{k: cut(v) for k, v in r.items()} for r in records]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -720,18 +953,23 @@ def run_many(
     record = {"experiment": name, "config": config_record(config, unused), "unused": unused,
               "children": names, "metric": metric}
     _check_run_dir(root, record, config.resume)
-    lock = _RunLock(root)
+    lock = _RunLock(root) if is_main_process() else None
     try:
         return _run_children(root, names, prepared, record, config, metric, verbose)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _run_children(root, names, prepared, record, config, metric, verbose) -> dict:
     name = record["experiment"]
+    main = is_main_process()
+    verbose = verbose and main
     resume = _check_run_dir(root, record, config.resume)  # again, under the lock
-    os.makedirs(os.path.join(root, "plots"), exist_ok=True)
-    if not resume:
+    sync_processes("checked-parent")
+    if main:
+        os.makedirs(os.path.join(root, "plots"), exist_ok=True)
+    if main and not resume:
         _write_json(os.path.join(root, "config.json"),
                     {**record, "config_class": config_class_path(config), **run_metadata()})
 
@@ -745,6 +983,8 @@ def _run_children(root, names, prepared, record, config, metric, verbose) -> dic
         records[child] = read_records(os.path.join(p.run_dir, "metrics.jsonl"))
     finals = {child: np.asarray(rs[-1][metric], np.float64) for child, rs in records.items()}
     summary.update(compare_to_baseline(finals, names[0], metric))
+    if not main:
+        return summary
     _write_json(os.path.join(root, "summary.json"), summary)
     ylabel, value_range = (prepared[0].job.curve_meta or {}).get(metric, (metric, None))
     plotting.plot_compare(
