@@ -48,28 +48,8 @@ Regions (exact, by exhaustive search over action sequences, heights without nois
   stumps of a track become infeasible near 1.5) and spacings near the 1.2-1.5 m threshold.
 * Height 0 with no noise is no obstacle (with the default noise the stumps are ~0.04 m high).
 
-Learnability (``algos.ppo`` defaults, 16 envs x 128 steps; ``evaluate_tasks``, 4 episodes per task)
---------------------------------------------------------------------------------------------------
-
-Fraction of evaluation episodes that finish (8 seeds; Random = uniform over the box):
-
-====================  =========================  =========================  =====================
-height / spacing      Random 1M: 0.5 1.5 3 5.5   Random 2M: 0.5 1.5 3 5.5   one task, 1M (2 seeds)
-====================  =========================  =========================  =====================
-0.25                  0    1    1    1            0    1    1    1            0    1    1    1
-0.75                  0    1    1    1            0    1    1    1            0    1    1    1
-1.15                  0    .88  .94  .84          0    .97  1    .84          0    .5   1    1
-1.4                   0    .41  .12  .31          0    .50  .22  .50          0    .12  .12  0
-2.25                  0    0    0    0            0    0    0    0            0    0    0    0
-====================  =========================  =========================  =====================
-
-Share of the 50-task uniform test set (``test_set(50)``, seed 4222) mastered: Random 11 % at 0.5M
-(seeds 2-36 %), 35 % at 1M (32-37 %), 36 % at 2M, against a feasible ceiling of ~40-44 %; a
-teacher uniform over the feasible heights only (h <= 1.45) reaches 23 % at 0.5M, 35 % at 1M and
-36 % at 2M, and masters the h = 1.4 row more often at 2M (.75 / .25 / .75). So a teacher that avoids
-the infeasible half gains most before ~1M steps; the band left to a learning-progress teacher after
-that is the h ~ 1.3-1.5 strip. (A ``hit_penalty`` of 0.02 made 1 PPO seed in 4 collapse to standing
-still in front of the first stump, 0.05 every seed; 0.01 changed nothing.)
+How far PPO gets on each region with the Random teacher and with a teacher uniform over the feasible
+heights, by budget, is measured in ``benchmarks/RESULTS.md`` (section *Curriculum PPO*).
 
 Relation to the paper's Stump Tracks: same task box and meaning (height, spacing), per-stump height
 noise 0.1 as in TDRL, infeasible high stumps and tight spacings, a stuck learner that wastes whole
