@@ -732,7 +732,11 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
         build = job_hyperparams(job)
         columns = {name: np.repeat(np.asarray([g[name] for g in settings], np.float32), config.seeds)
                    for name in settings[0]}
-        hparams = jax.tree.map(lambda x: _global_array(np.asarray(x), sharding), build(**columns))
+        def per_member(x):  # a swept value has one entry per member; the others are broadcast
+            x = np.asarray(x)
+            return x if x.shape[:1] == (members,) else np.broadcast_to(x, (members, *x.shape)).copy()
+
+        hparams = jax.tree.map(lambda x: _global_array(per_member(x), sharding), build(**columns))
         args = (keys, hparams)
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         # Every leaf of the state and of the metrics has the member axis first. Without an env axis on
