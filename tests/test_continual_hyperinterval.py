@@ -5,6 +5,7 @@ and weights); the universal embedding lies inside every task's box after trainin
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from algos.continual import hypernet
 from algos.continual.hyperinterval import interval_mlp, universal_embedding
@@ -80,3 +81,65 @@ def test_universal_embedding_lies_inside_every_trained_task_interval():
     assert np.all(np.abs(np.asarray(ls.centers)) <= 2.0 / 12 + 1e-6)
     # the trainer evaluates the universal embedding too (accuracies in [0, 1])
     assert np.all((np.asarray(state.universal_acc) >= 0) & (np.asarray(state.universal_acc) <= 1))
+
+
+def _tiny_learner(mode, custom_init=True):
+    from algos.continual.hyperinterval import hyperinterval
+
+    module, target = _target(jax.random.PRNGKey(7))
+    learner = hyperinterval(module.apply, target, max_tasks=3, steps_per_task=4, strength=1.0, eps=2.0, mode=mode,
+                            emb_dim=5, hidden=(9,), chunk_size=None, custom_init=custom_init)
+    params = learner.init_params(jax.random.PRNGKey(1), target)
+    return module, learner, params, learner.init(jax.random.PRNGKey(2), target, None)
+
+
+def _batch(n=6, d=6, k=4):
+    from envs.supervised import SupervisedBatch
+
+    x = jax.random.uniform(jax.random.PRNGKey(9), (n, d))
+    return SupervisedBatch(x, jnp.arange(n, dtype=jnp.int32) % k, jnp.ones((n, k), bool), jnp.zeros(n, jnp.int32))
+
+
+def test_nested_regulariser_is_the_mean_over_lower_middle_upper_and_free_uses_midpoints():
+    task_loss = lambda p, b, key: (jnp.float32(0.0), {})
+    for mode in ("nested", "free"):
+        _, learner, params, state = _tiny_learner(mode)
+        params = dict(params, emb=params["emb"].at[1].set(0.7))
+        state = learner.end_task(state, params, jnp.int32(0), None)
+        state = learner.end_task(state, params, jnp.int32(1), None)
+        # unchanged hypernetwork: the generated weights equal their targets
+        _, aux = learner.loss(task_loss)(params, state, _batch(), jnp.int32(2), jax.random.PRNGKey(0))
+        assert float(aux["learner/interval_reg"]) == pytest.approx(0.0, abs=1e-8)
+        moved = dict(params, hnet=jax.tree.map(lambda w: w * 1.1 + 0.01, params["hnet"]))
+        _, aux = learner.loss(task_loss)(moved, state, _batch(), jnp.int32(2), jax.random.PRNGKey(0))
+        spec = hypernet.hnet_spec(_target(jax.random.PRNGKey(7))[1], 5, (9,), None, activation="relu")
+        want = 0.0
+        for j in range(2):  # direct: regenerate both task boxes with the old and the new hypernetwork
+            c, r = state.centers[j], state.radii[j]
+            m0, r0 = hypernet.generate_interval(params["hnet"], spec, c, r)
+            m1, r1 = hypernet.generate_interval(moved["hnet"], spec, c, r)
+            mid = float(jnp.sum((m1 - m0) ** 2))
+            if mode == "free":
+                want += mid / 2
+            else:
+                lo, up = float(jnp.sum(((m1 - r1) - (m0 - r0)) ** 2)), float(jnp.sum(((m1 + r1) - (m0 + r0)) ** 2))
+                want += (lo + mid + up) / 3 / 2
+        assert float(aux["learner/interval_reg"]) == pytest.approx(want, rel=1e-4)
+
+
+def test_custom_init_starts_a_new_task_at_the_previous_tasks_embedding():
+    _, learner, params, state = _tiny_learner("nested")
+    np.testing.assert_array_equal(np.asarray(params["emb"][1:]), 0.0)  # offsets from the copy
+    params = dict(params, emb=params["emb"].at[0].add(0.3))  # "trained" task 0
+    state = learner.end_task(state, params, jnp.int32(0), None)
+    # task 1, untrained: the same box centre as task 0's final one, so the same generated weights
+    w0 = hypernet.flatten(learner.model_params(params, state, jnp.int32(0)))
+    state_done = state.replace(iteration=jnp.int32(10))  # past the eps ramp: the full box
+    w1 = hypernet.flatten(learner.model_params(params, state_done, jnp.int32(1)))
+    np.testing.assert_allclose(np.asarray(w1), np.asarray(w0), rtol=1e-6, atol=1e-7)
+    # without custom_init the new task starts from its own random embedding
+    _, plain, p2, s2 = _tiny_learner("nested", custom_init=False)
+    s2 = plain.end_task(s2, p2, jnp.int32(0), None)
+    assert not np.allclose(np.asarray(plain.model_params(p2, s2.replace(iteration=jnp.int32(10)), jnp.int32(1))
+                                      ["params"]["Dense_0"]["kernel"]),
+                           np.asarray(plain.model_params(p2, s2, jnp.int32(0))["params"]["Dense_0"]["kernel"]))

@@ -14,9 +14,15 @@ through the hypernetwork and the target network, and one universal embedding for
   z_worst the lower bound of the true class's logit and the upper bound of every other. Within a
   task eps ramps linearly from 0 over the first half of the iterations and kappa = max(1 - 5e-5 it,
   kappa_min); both fixed afterwards.
-* Regulariser (``Utils/hnet_middle_regularizer.py``): R = (1/t) sum_{j<t} || theta_M(e_j) -
-  theta_M*(e_j) ||^2 over the midpoints, targets snapshotted at the end of the previous task at full
-  eps; L_total = L + beta R (the reference divides R by t a second time; here it is not). No lookahead.
+* Regulariser, targets snapshotted at the end of the previous task at full eps. ``mode="free"``
+  (``Utils/hnet_middle_regularizer.py``): R = (1/t) sum_{j<t} || theta_M(e_j) - theta_M*(e_j) ||^2 over
+  the midpoints. ``mode="nested"`` (``Utils/hnet_interval_regularizer.py``): R = (1/(3t)) sum_{j<t}
+  (|| dtheta_L ||^2 + || dtheta_M ||^2 + || dtheta_U ||^2) over the lower, middle and upper weights.
+  L_total = L + beta R (the reference divides R by t a second time; here it is not). No lookahead.
+* ``custom_init`` (nested only, ``train_nested_scenario.py``): a new task's embedding starts as a copy
+  of the previous task's final one. The protocol's ``end_task`` cannot write the trained parameters, so
+  the embedding of task t > 0 is ``emb_base[t] + params["emb"][t]``: the stored copy plus a trained
+  offset that starts at zero (the same Adam steps as training the copied embedding itself).
 * Universal embedding (``Utils/handy_functions.py::intersection_of_embeds``): per dimension lo = max_j
   of the lower ends, hi = min_j of the upper ends (collapsed to their mean where hi < lo); the
   universal embedding is (lo + hi) / 2, fed to the hypernetwork directly. ``predict(params, state, x,
@@ -80,6 +86,8 @@ class HyperIntervalState:
     centers: jax.Array  # [max_tasks, M] box centres of finished tasks
     radii: jax.Array  # [max_tasks, M] box radii of finished tasks (at full eps)
     targets: jax.Array  # [max_tasks, total] midpoint weights of finished tasks
+    target_radii: jax.Array  # [max_tasks, total] weight radii of finished tasks (nested regulariser)
+    emb_base: jax.Array  # [max_tasks, M] copied starting embeddings (custom_init; zeros otherwise)
     count: jax.Array  # int32 finished tasks
     iteration: jax.Array  # int32 optimiser steps in the current task
     strength: jax.Array  # beta
@@ -101,10 +109,12 @@ def hyperinterval(
     kappa_min: float = 0.5,
     kappa_decay: float = 5e-5,
     reg_tasks: int = 0,
+    custom_init: bool = True,
 ) -> Learner:
     """``apply(target_params, x)`` is the target MLP (point weights), ``target_example`` its
     parameters; ``steps_per_task`` sets the eps ramp; ``strength`` is beta; ``reg_tasks`` as in
-    :func:`algos.continual.hnet.hnet_learner`."""
+    :func:`algos.continual.hnet.hnet_learner`; ``custom_init`` (nested mode only) starts each new
+    task's embedding at the previous task's."""
     if mode not in MODES:
         raise ValueError(f"unknown HyperInterval mode {mode!r}; known: {list(MODES)}")
     if max_tasks < 1 or steps_per_task < 1:
@@ -114,29 +124,36 @@ def hyperinterval(
     _check_mlp(target_example)
     spec = hypernet.hnet_spec(target_example, emb_dim, tuple(hidden), chunk_size, chunk_emb_dim, "relu")
     half = max(steps_per_task // 2, 1)
+    copy_init = custom_init and mode == "nested"
 
     def init_params(key, params):
         del params
         k_h, k_e = jax.random.split(key)
-        out = {"hnet": hypernet.init_hnet(k_h, spec), "emb": jax.random.normal(k_e, (max_tasks, emb_dim))}
+        emb = jax.random.normal(k_e, (max_tasks, emb_dim))
+        if copy_init:  # offsets from the copied embedding of the previous task
+            emb = emb.at[1:].set(0.0)
+        out = {"hnet": hypernet.init_hnet(k_h, spec), "emb": emb}
         if mode == "free":
             out["rho"] = jnp.full((max_tasks, emb_dim), 1.0 / emb_dim)
         return out
 
     def init(key, params, example):
         del key, params, example
-        zeros = jnp.zeros((max_tasks, emb_dim))
-        return HyperIntervalState(zeros, zeros, jnp.zeros((max_tasks, spec.total)), jnp.zeros((), jnp.int32),
+        zeros, flat = jnp.zeros((max_tasks, emb_dim)), jnp.zeros((max_tasks, spec.total))
+        return HyperIntervalState(zeros, zeros, flat, flat, zeros, jnp.zeros((), jnp.int32),
                                   jnp.zeros((), jnp.int32), jnp.asarray(strength, jnp.float32),
                                   jnp.asarray(eps, jnp.float32))
+
+    def raw_embedding(params, state: HyperIntervalState, task_id):
+        return state.emb_base[task_id] + params["emb"][task_id]
 
     def box(params, state: HyperIntervalState, task_id, scale):
         """Centre and radius of task ``task_id``'s box at ``scale * eps`` (finished tasks: stored)."""
         if mode == "nested":
-            center = state.eps / (2 * emb_dim) * jnp.cos(params["emb"][task_id])
+            center = state.eps / (2 * emb_dim) * jnp.cos(raw_embedding(params, state, task_id))
             radius = jnp.full((emb_dim,), scale * state.eps / emb_dim)
         else:
-            center = params["emb"][task_id]
+            center = raw_embedding(params, state, task_id)
             radius = scale * state.eps * jax.nn.softmax(params["rho"][task_id])
         done = task_id < state.count
         return (jnp.where(done, state.centers[task_id], center),
@@ -172,14 +189,22 @@ def hyperinterval(
             worst = masked_ce(jnp.where(onehot, lower, upper), batch.y, batch.logit_mask)
             k = kappa(state)
             rows, weight = reg_rows(jax.random.fold_in(key, 17), state.count, max_tasks, reg_tasks)
-            outputs = jax.vmap(lambda c, r: hypernet.generate_interval(params["hnet"], spec, c, r)[0])(
-                state.centers[rows], state.radii[rows])
-            reg = jnp.sum(weight * jnp.sum((outputs - state.targets[rows]) ** 2, axis=1))
+            reg = jnp.sum(weight * regulariser_rows(params["hnet"], state, rows))
             total = k * value + (1.0 - k) * worst + state.strength * reg
             return total, {**aux, "learner/worst_case_ce": worst, "learner/interval_reg": reg,
                            "learner/kappa": k, "learner/eps": ramp(state) * state.eps}
 
         return wrapped
+
+    def regulariser_rows(hnet_params, state: HyperIntervalState, rows) -> jax.Array:
+        """Per earlier task (rows), the squared distance of its generated weights to the targets."""
+        mid, rad = jax.vmap(lambda c, r: hypernet.generate_interval(hnet_params, spec, c, r))(
+            state.centers[rows], state.radii[rows])
+        d_mid = mid - state.targets[rows]
+        if mode == "free":
+            return jnp.sum(d_mid**2, axis=1)
+        d_rad = rad - state.target_radii[rows]
+        return jnp.sum((d_mid - d_rad) ** 2 + d_mid**2 + (d_mid + d_rad) ** 2, axis=1) / 3.0
 
     def after_update(state: HyperIntervalState) -> HyperIntervalState:
         return state.replace(iteration=state.iteration + 1)
@@ -191,9 +216,15 @@ def hyperinterval(
         centers = state.centers.at[task_id].set(jnp.where(done_now, center, state.centers[task_id]))
         radii = state.radii.at[task_id].set(jnp.where(done_now, radius, state.radii[task_id]))
         count = jnp.maximum(state.count, task_id + 1)
-        outputs = jax.vmap(lambda c, r: hypernet.generate_interval(params["hnet"], spec, c, r)[0])(centers, radii)
+        mids, rads = jax.vmap(lambda c, r: hypernet.generate_interval(params["hnet"], spec, c, r))(centers, radii)
         used = (jnp.arange(max_tasks) < count)[:, None]
-        return state.replace(centers=centers, radii=radii, targets=jnp.where(used, outputs, 0.0), count=count,
+        emb_base = state.emb_base
+        if copy_init:  # the next task starts from this task's final embedding
+            nxt = jnp.minimum(task_id + 1, max_tasks - 1)
+            fresh = done_now & (task_id + 1 < max_tasks)
+            emb_base = emb_base.at[nxt].set(jnp.where(fresh, raw_embedding(params, state, task_id), emb_base[nxt]))
+        return state.replace(centers=centers, radii=radii, targets=jnp.where(used, mids, 0.0),
+                             target_radii=jnp.where(used, rads, 0.0), emb_base=emb_base, count=count,
                              iteration=jnp.zeros((), jnp.int32))
 
     def predict(params, state, x, task_id):

@@ -74,6 +74,8 @@ class LearnerOptions:
     hi_mode: str = "nested"
     """nested (forced: the intersection is never empty) or free"""
     hi_kappa_min: float = 0.5
+    hi_custom_init: bool = True
+    """nested HyperInterval: a new task's embedding starts at the previous task's"""
 
     def validate(self) -> None:
         if self.ewc_fisher not in FISHERS:
@@ -118,7 +120,7 @@ LEARNERS: dict[str, Callable[[ModelSpec, LearnerOptions], Learner]] = {
     "hyperinterval": lambda m, o: hyperinterval(m.apply, m.params_example, m.max_tasks, m.steps_per_task,
                                                 o.hi_beta, o.hi_eps, o.hi_mode, o.hnet_emb_dim, o.hnet_hidden,
                                                 _chunk(o), o.hnet_chunk_emb_dim, o.hi_kappa_min,
-                                                reg_tasks=o.hnet_reg_tasks),
+                                                reg_tasks=o.hnet_reg_tasks, custom_init=o.hi_custom_init),
 }
 
 
