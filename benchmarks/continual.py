@@ -63,7 +63,33 @@ def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lamb
             "wall_s": t2 - t0, "run_s": t2 - t1, "compile_s": t1 - t0, "seeds": seeds}
 
 
+def _cpu_torch_with_cuda_torchvision() -> None:
+    """Lets Avalanche import when torchvision's compiled ops cannot load (a CPU-only torch wheel next to
+    a CUDA torchvision wheel: ``operator torchvision::nms does not exist``). Only the meta kernels of
+    torchvision's detection ops are skipped; the benchmark's MLP uses none of them."""
+    import importlib.util
+    import sys
+    import types
+
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or "torchvision" in sys.modules:
+        return
+    lib = next((p for p in (spec.submodule_search_locations or []) if p), None)
+    try:
+        import glob
+        import os
+
+        so = glob.glob(os.path.join(lib, "_C*.so"))
+        if so:
+            torch.ops.load_library(so[0])
+    except OSError:
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+
+
 def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float) -> dict:
+    _cpu_torch_with_cuda_torchvision()
     import torch
     from avalanche.benchmarks import tensors_benchmark
     from avalanche.training.plugins import EvaluationPlugin
