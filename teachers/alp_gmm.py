@@ -216,10 +216,14 @@ def alp_model(task_space: TaskSpace, config: ALPGMMConfig) -> RowModel:
 
     def rows(history: ALPHistory, units, scores, mask, count):
         alps = batch_alp(history, capacity, count, units, scores, mask)
+        # The write reads ``alps`` (adding 0: alps are finite), so it depends on the search. Without a
+        # data dependence XLA may schedule it before the search's loops and copy the whole database
+        # twice per call to keep their reads valid; with it the database is updated in place.
+        after_search = 0.0 * alps
         # slots >= capacity are padding (whole search blocks) and never written
         history = history.replace(
-            tasks=ring_write(history.tasks, count, units, mask, capacity),
-            scores=ring_write(history.scores, count, scores, mask, capacity),
+            tasks=ring_write(history.tasks, count, units + after_search[:, None], mask, capacity),
+            scores=ring_write(history.scores, count, scores + after_search, mask, capacity),
         )
         return history, alps[:, None]
 
