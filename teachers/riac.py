@@ -402,18 +402,18 @@ def try_split(g: _Geometry, config: RIACConfig, state: RIACState, p: jax.Array, 
     )
 
 
-def append_pair(g: _Geometry, state: RIACState, x: jax.Array, r: jax.Array):
+def append_pair(g: _Geometry, state: RIACState, x: jax.Array, r: jax.Array, active=True):
     """Append (x, r) to every region containing x (the root-to-leaf path); a full FIFO drops its
     oldest pair, remembered when the region keeps all its pairs (see the module docstring).
-    Returns ``(state, into [R])``."""
-    into = _in_regions(state, x)
+    ``active`` False changes nothing. Returns ``(state, into [R], key)``."""
+    into = _in_regions(state, x) & active
     full = state.count >= g.C
     old_r = state.rewards[jnp.arange(g.R), state.start]
     old_t = state.tasks[jnp.arange(g.R), state.start]
     remember = into & full & state.unbounded & (old_r < state.evicted_reward)
     pos = jnp.where(full, state.start, (state.start + state.count) % g.C)
     rows = jnp.where(into, jnp.arange(g.R), g.R)  # R: out of bounds, dropped
-    key, sub = jax.random.split(state.key)
+    new_key, sub = jax.random.split(state.key)
     state = state.replace(
         tasks=state.tasks.at[rows, pos].set(x, mode="drop"),
         rewards=state.rewards.at[rows, pos].set(r, mode="drop"),
@@ -421,8 +421,8 @@ def append_pair(g: _Geometry, state: RIACState, x: jax.Array, r: jax.Array):
         count=jnp.where(into, jnp.minimum(state.count + 1, g.C), state.count),
         evicted_reward=jnp.where(remember, old_r, state.evicted_reward),
         evicted_task=jnp.where(remember[:, None], old_t, state.evicted_task),
-        key=key,
-        episodes=state.episodes + 1,
+        key=jnp.where(active, new_key, state.key),
+        episodes=state.episodes + jnp.asarray(active, jnp.int32),
     )
     return state, into, sub
 
@@ -457,20 +457,80 @@ def split_or_discard(g: _Geometry, state: RIACState, p, need, patch: _SplitPatch
     )
 
 
-def add_pair(g: _Geometry, config: RIACConfig, state: RIACState, x, r) -> RIACState:
-    """One episode: append, split or discard an overfull leaf, recompute the ALPs on the path."""
+def add_pair_lazy(g: _Geometry, config: RIACConfig, state: RIACState, x, r, active=True):
+    """One episode (nothing if ``active`` is False): append, split or discard an overfull leaf.
+    The ALPs of the regions that received the pair are left stale; returns ``(state, into [R])``
+    and :func:`refresh_alp` recomputes them."""
     x = jnp.clip(x, g.space_low, g.space_high)
-    state, into, key = append_pair(g, state, x, r)
+    state, into, key = append_pair(g, state, x, r, active)
     overfull = into & state.is_leaf & (state.count > config.max_region_size)
     need = jnp.any(overfull)
     p = jnp.argmax(overfull)
     patch = jax.lax.cond(need, lambda: try_split(g, config, state, p, key), lambda: no_split(g))
-    state = split_or_discard(g, state, p, need, patch)
-    # Recompute the ALP of the regions that received the pair (new children keep theirs).
+    return split_or_discard(g, state, p, need, patch), into
+
+
+def refresh_alp(g: _Geometry, state: RIACState, touched: jax.Array) -> RIACState:
+    """Recompute the ALP of the regions ``touched`` [R] from their stored pairs (others keep theirs).
+
+    Exact after any number of :func:`add_pair_lazy`: a region's pairs change only when it receives
+    one (or discards, in the same step), and a new child keeps the ALP its split gave it until then,
+    so recomputing once from the final pairs gives what recomputing after every pair gives."""
     rank = (jnp.arange(g.C)[None, :] - state.start[:, None]) % g.C
     member = rank < state.count[:, None]
     new_alp = _alp_from_rank(state.rewards, member, rank, state.count, g.window)
-    return state.replace(alp=jnp.where(into, new_alp, state.alp))
+    return state.replace(alp=jnp.where(touched, new_alp, state.alp))
+
+
+def add_pair(g: _Geometry, config: RIACConfig, state: RIACState, x, r) -> RIACState:
+    """One episode: append, split or discard an overfull leaf, recompute the ALPs on the path."""
+    state, into = add_pair_lazy(g, config, state, x, r)
+    return refresh_alp(g, state, into)
+
+
+def add_pairs(g: _Geometry, config: RIACConfig, state: RIACState, tasks, scores, n_valid) -> RIACState:
+    """The first ``n_valid`` rows of ``tasks [n, d]`` / ``scores [n]`` one after another, the ALPs
+    refreshed once at the end (:func:`refresh_alp`).
+
+    Under ``vmap`` a loop whose trip count differs between seeds would select the whole state (every
+    region's FIFO) after every pair; the batching rule here loops up to the largest count with a
+    per-seed ``active`` flag instead, so a seed past its count writes nothing and nothing is copied."""
+    return _add_pairs_fn(g, config)(state, tasks, scores, n_valid)
+
+
+def _add_pairs_fn(g: _Geometry, config: RIACConfig):
+    def step(state, touched, x, r, active):
+        state, into = add_pair_lazy(g, config, state, x, r, active)
+        return state, touched | into
+
+    def finish(state, touched):
+        return refresh_alp(g, state, touched)
+
+    @jax.custom_batching.custom_vmap
+    def fn(state, tasks, scores, n_valid):
+        def body(i, carry):
+            return step(*carry, tasks[i], scores[i], True)
+
+        touched = jnp.zeros((g.R,), bool)
+        return finish(*jax.lax.fori_loop(0, n_valid, body, (state, touched)))
+
+    @fn.def_vmap
+    def fn_vmap(axis_size, in_batched, state, tasks, scores, n_valid):
+        def batched(a, b):
+            return a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+
+        state, tasks, scores, n_valid = jax.tree.map(
+            batched, (state, tasks, scores, n_valid), tuple(in_batched))
+
+        def body(i, carry):
+            return jax.vmap(step)(*carry, tasks[:, i], scores[:, i], i < n_valid)
+
+        touched = jnp.zeros((axis_size, g.R), bool)
+        carry = jax.lax.fori_loop(0, jnp.max(n_valid), body, (state, touched))
+        out = jax.vmap(finish)(*carry)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return fn
 
 
 def exact_block(config: RIACConfig) -> int:
@@ -487,8 +547,7 @@ def riac(task_space: TaskSpace, config: RIACConfig = RIACConfig()) -> Teacher:
     @checked_update("riac", task_space)
     def update(state: RIACState, tasks, scores, mask, **extras) -> RIACState:
         order, n_valid = compact_valid_first(mask)
-        tasks, scores = tasks[order], scores[order]
-        return jax.lax.fori_loop(0, n_valid, lambda i, s: add_pair(g, config, s, tasks[i], scores[i]), state)
+        return add_pairs(g, config, state, tasks[order], scores[order], n_valid)
 
     @checked_sample("riac")
     def sample(state: RIACState, key: jax.Array, n: int) -> tuple[RIACState, jax.Array]:
