@@ -34,8 +34,15 @@ latest ones, with their discounted returns ``V``):
 
        c_i <- argmin_{c in ball(c_i)} ||c - t_i||  s.t.  V_hat(c) > delta.
 
-The linear assignment is the Hungarian algorithm in its shortest-augmenting-path form
-(:func:`linear_assignment`; Kuhn 1955, Jonker & Volgenant 1987), exact, in ``lax`` loops. Defaults are
+The linear assignments (the reference's ``scipy.optimize.linear_sum_assignment``) are the Hungarian
+algorithm in its shortest-augmenting-path form (:func:`linear_assignment`; Kuhn 1955, Jonker &
+Volgenant 1987), exact, in ``lax`` loops. Its cost is its sequential steps: a Dijkstra step per
+column reached before a free one, for each row added. Step 3 assigns only the particles to replace
+(compacted first, as the reference assigns only those rows), and a seed without a round assigns no
+rows. The buffer assignment of step 1 is the expensive one: the target samples are nearly one point,
+so every row prefers the same columns and each row's search visits most assigned columns (about
+n^2 / 2 steps); the search therefore runs several Dijkstra steps per loop iteration
+(``CurrOTConfig.unroll``). Defaults are
 the reference point-mass settings: 200 particles, delta 4.0, epsilon 0.5, 40 episodes per update. The
 target is :func:`teachers.gaussian.context_prior`'s: SPDL's point-mass target, or uniform over the box
 on other task spaces (where the default value is the normalised score and delta 0.5).
@@ -74,10 +81,12 @@ class CurrOTConfig:
     """random directions of the sliced-Wasserstein matching"""
     value: str | None = None
     """discounted_return | initial_value | score; None: discounted_return on the point mass, else score"""
+    unroll: int = 8
+    """Dijkstra steps per loop iteration of the assignment solver (speed only; the result is exact)"""
 
     def validate(self) -> None:
-        if self.num_particles < 2 or self.candidates < 1 or self.projections < 1:
-            raise ValueError("CurrOT needs num_particles >= 2, candidates >= 1, projections >= 1")
+        if self.num_particles < 2 or self.candidates < 1 or self.projections < 1 or self.unroll < 1:
+            raise ValueError("CurrOT needs num_particles >= 2 and candidates, projections, unroll >= 1")
         if not 1 <= self.episodes_per_update < self.num_particles:
             raise ValueError("CurrOT needs 1 <= episodes_per_update < num_particles (as the reference)")
         if not self.epsilon > 0:
@@ -90,59 +99,84 @@ class CurrOTConfig:
 # Exact pieces: assignment, sliced-Wasserstein matching, the ball step
 
 
-def linear_assignment(cost: jax.Array) -> jax.Array:
-    """Minimum-cost assignment of every row of ``cost [n, m]`` (n <= m) to a distinct column;
-    returns ``col[n]``. Hungarian algorithm with potentials (shortest augmenting paths)."""
+def linear_assignment(cost: jax.Array, rows: jax.Array | int | None = None, unroll: int = 4) -> jax.Array:
+    """Minimum-cost assignment of the first ``rows`` rows of ``cost [n, m]`` (n <= m; None: all n)
+    to distinct columns; returns ``col[n]``, -1 for the rows beyond ``rows``.
+
+    Hungarian algorithm with potentials (shortest augmenting paths: Kuhn 1955, Jonker & Volgenant
+    1987): rows are added one at a time, each by a Dijkstra search over the reduced costs followed
+    by an augmentation along the path found. Exact. The search holds the row potentials by column
+    (the potential of the row assigned to each column), so every step is dense vector work without
+    scatters, and runs ``unroll`` Dijkstra steps per loop iteration (the loop's sequential
+    iterations, not its work, are what costs on an accelerator). A dynamic ``rows`` (a traced
+    count) runs only that many row additions: under ``vmap`` the loop runs to the largest count.
+    """
     n, m = cost.shape
     if n > m:
         raise ValueError(f"linear_assignment needs rows <= columns, got {cost.shape}")
-    a = jnp.zeros((n + 1, m + 1), cost.dtype).at[1:, 1:].set(cost)  # row / column 0 are dummies
+    if unroll < 1:
+        raise ValueError(f"unroll must be >= 1, got {unroll}")
+    rows = n if rows is None else jnp.minimum(jnp.asarray(rows, jnp.int32), n)
+    # column 0 is the dummy that holds the row being added; row 0 of ``a`` is never read
+    a = jnp.zeros((n + 1, m + 1), cost.dtype).at[1:, 1:].set(cost)
     inf = jnp.asarray(jnp.inf, cost.dtype)
+    cols_idx = jnp.arange(m + 1)
 
     def add_row(i, carry):
-        u, v, p, way = carry
+        uc, v, p = carry  # uc[j]: potential of the row assigned to column j (uc[0]: row i's)
         p = p.at[0].set(i)
+        uc = uc.at[0].set(0.0)
 
-        def search_cond(c):
-            _, _, p, _, _, _, j0 = c
-            return p[j0] != 0
+        def step(c):
+            uc, v, way, minv, used, j0, live = c
+            used_n = used | ((cols_idx == j0) & live)
+            i0 = p[j0]
+            cur = a[i0] - uc[j0] - v
+            better = (~used_n) & (cur < minv)
+            minv_n = jnp.where(better, cur, minv)
+            way_n = jnp.where(better, j0, way)
+            masked = jnp.where(used_n, inf, minv_n)
+            j1 = jnp.argmin(masked).astype(jnp.int32)
+            d = masked[j1]
+            uc_n = jnp.where(used_n, uc + d, uc)
+            v_n = jnp.where(used_n, v - d, v)
+            minv_n = jnp.where(used_n, minv_n, minv_n - d)
+            pick = lambda new, old: jnp.where(live, new, old)
+            out = (pick(uc_n, uc), pick(v_n, v), pick(way_n, way), pick(minv_n, minv), pick(used_n, used),
+                   pick(j1, j0))
+            return out + (live & (p[pick(j1, j0)] != 0),)
 
         def search(c):
-            u, v, p, way, minv, used, j0 = c
-            used = used.at[j0].set(True)
-            i0 = p[j0]
-            cur = a[i0] - u[i0] - v
-            better = (~used) & (cur < minv)
-            minv = jnp.where(better, cur, minv)
-            way = jnp.where(better, j0, way)
-            masked = jnp.where(used, inf, minv)
-            j1 = jnp.argmin(masked)
-            d = masked[j1]
-            u = u.at[p].add(jnp.where(used, d, 0.0))
-            v = jnp.where(used, v - d, v)
-            minv = jnp.where(used, minv, minv - d)
-            return u, v, p, way, minv, used, j1
+            for _ in range(unroll):
+                c = step(c)
+            return c
 
         minv = jnp.full((m + 1,), inf, cost.dtype)
         used = jnp.zeros((m + 1,), bool)
-        # the first iteration always runs (p[0] = i != 0)
-        u, v, p, way, _, _, j0 = jax.lax.while_loop(
-            search_cond, search, (u, v, p, way, minv, used, jnp.zeros((), jnp.int32)))
+        way = jnp.zeros((m + 1,), jnp.int32)
+        uc, v, way, _, _, j0, _ = jax.lax.while_loop(
+            lambda c: c[-1], search, (uc, v, way, minv, used, jnp.zeros((), jnp.int32), jnp.ones((), bool)))
 
         def augment(c):
-            p, j0 = c
-            j1 = way[j0]
-            return p.at[j0].set(p[j1]), j1
+            p, uc, j0 = c
+            for _ in range(unroll):
+                live = j0 != 0
+                j1 = way[j0]
+                p = jnp.where(live, p.at[j0].set(p[j1]), p)
+                uc = jnp.where(live, uc.at[j0].set(uc[j1]), uc)
+                j0 = jnp.where(live, j1, j0)
+            return p, uc, j0
 
-        p, _ = jax.lax.while_loop(lambda c: c[1] != 0, augment, (p, j0))
-        return u, v, p, way
+        p, uc, _ = jax.lax.while_loop(lambda c: c[-1] != 0, augment, (p, uc, j0))
+        return uc, v, p
 
-    init = (jnp.zeros((n + 1,), cost.dtype), jnp.zeros((m + 1,), cost.dtype),
-            jnp.zeros((m + 1,), jnp.int32), jnp.zeros((m + 1,), jnp.int32))
-    _, _, p, _ = jax.lax.fori_loop(1, n + 1, add_row, init)
-    # p[j] = row (1-based) assigned to column j; invert
-    cols = jnp.zeros((n + 1,), jnp.int32).at[p].set(jnp.arange(m + 1, dtype=jnp.int32))
-    return cols[1:] - 1
+    init = (jnp.zeros((m + 1,), cost.dtype), jnp.zeros((m + 1,), cost.dtype), jnp.zeros((m + 1,), jnp.int32))
+    _, _, p = jax.lax.fori_loop(1, rows + 1, add_row, init)
+    # p[j] = row (1-based) assigned to column j, 0 if free; invert (free columns and the dummy
+    # column write to the discarded row 0)
+    p = p.at[0].set(0)
+    cols = jnp.full((n + 1,), -1, jnp.int32).at[p].set(jnp.arange(m + 1, dtype=jnp.int32) - 1)
+    return cols[1:]
 
 
 def sliced_wasserstein_moves(key: jax.Array, source: jax.Array, target: jax.Array,
@@ -185,7 +219,8 @@ def ball_step(key: jax.Array, particles: jax.Array, targets: jax.Array, half_bal
 def nadaraya_watson(x: jax.Array, data: jax.Array, values: jax.Array, valid: jax.Array,
                     lengthscale: float, radius_scale: float = 3.0) -> jax.Array:
     """Gaussian-kernel regression at ``x [..., d]`` on the valid rows of ``data [M, d]``."""
-    d2 = jnp.sum((x[..., None, :] - data) ** 2, axis=-1)  # [..., M]
+    # squared distances summed dimension by dimension: [..., M] without a [..., M, d] intermediate
+    d2 = sum((x[..., None, k] - data[:, k]) ** 2 for k in range(data.shape[-1]))
     use = valid & (d2 < (radius_scale * lengthscale) ** 2)
     w = jnp.where(use, jnp.exp(-0.5 * d2 / lengthscale**2), 0.0)
     total = w.sum(axis=-1)
@@ -295,8 +330,8 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         use_a = (n_remove == 0) & (size >= n) & (n_new > 0) & active
         cost = jnp.sum((targets[:, None] - ext_c[None]) ** 2, axis=-1)
         cost = jnp.where(ext_ok[None], cost, _BIG)
-        # under vmap both branches run: a zero cost matrix (solved in one step per row) when unused
-        cols = jnp.sort(linear_assignment(jnp.where(use_a, cost, 0.0)))
+        # under vmap both branches run: no rows to assign when unused
+        cols = jnp.sort(linear_assignment(cost, jnp.where(use_a, n, 0), config.unroll))
         chosen = jnp.zeros((n + b,), bool).at[cols].set(True)
         a_c, a_v = ext_c[cols], ext_v[cols]
         # (b) replace the failures (the n_new lowest values when there are more failures)
@@ -348,8 +383,7 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         return jnp.clip(x, low, high)
 
     def end_round(state: CurrOTState) -> CurrOTState:
-        # under vmap the round is computed for every seed; seeds without a round get trivial
-        # (zero-cost) assignment problems, which the Hungarian loops solve in one step per row
+        # under vmap the round is computed for every seed; seeds without a round assign no rows
         active = state.ep_count >= b
         state = state.replace(ep_count=jnp.minimum(state.ep_count, b))
         key, k_t1, k_t2, k_succ, k_sw, k_ball = jax.random.split(state.key, 6)
@@ -385,10 +419,13 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
         replace = ~reached_p
         succ_ok = predict(succ) >= delta
         restrict = succ_ok.sum() >= replace.sum()
-        cost = jnp.sum((state.particles[:, None] - succ[None]) ** 2, axis=-1)
+        # only the particles to replace are assigned (first, in a compacted order), as the reference
+        # assigns only them
+        order, count = compact_valid_first(replace)
+        cost = jnp.sum((state.particles[order][:, None] - succ[None]) ** 2, axis=-1)
         cost = jnp.where(restrict & ~succ_ok[None], _BIG, cost)
-        cost = jnp.where(replace[:, None] & active, cost, 0.0)
-        match = linear_assignment(cost)
+        solved = linear_assignment(cost, jnp.where(active, count, 0), config.unroll)
+        match = jnp.zeros((n,), jnp.int32).at[order].set(solved)
         start = jnp.where(replace[:, None], succ[match], state.particles)
         reached_p = jnp.where(replace, succ_ok[match], reached_p)
 

@@ -31,6 +31,34 @@ def test_linear_assignment_matches_brute_force():
             np.testing.assert_allclose(cost[np.arange(n), cols].sum(), brute_force_assignment(cost), rtol=1e-6)
 
 
+def test_linear_assignment_first_rows_and_degenerate_problems_match_scipy():
+    """The solver's two uses in CURROT: only the first ``rows`` rows (the particles to replace,
+    compacted first; a traced count, under vmap), and the near-degenerate buffer problem (narrow
+    target samples against contexts near them, where every row prefers the same columns); every
+    unroll gives scipy's optimum (the reference's solver)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(3)
+    seeds, n, m = 3, 40, 48
+    t = rng.normal([2.5, 0.5], [0.004, 0.00375], (seeds, n, 2))
+    x = rng.normal([2.5, 0.6], [0.1, 0.1], (seeds, m, 2))
+    narrow = ((t[:, :, None] - x[:, None]) ** 2).sum(-1).astype(np.float32)
+    spread = rng.uniform(size=(seeds, n, m)).astype(np.float32)
+    counts = np.array([n, 7, 0])
+    for unroll in (1, 3):
+        solve = jax.jit(jax.vmap(lambda c, r: linear_assignment(c, r, unroll=unroll)))
+        for cost in (narrow, spread):
+            cols = np.asarray(solve(cost, counts))
+            for s, k in enumerate(counts):
+                assert np.all(cols[s, k:] == -1)
+                got = cols[s, :k]
+                assert len(set(got.tolist())) == k and np.all(got >= 0)
+                r, c = linear_sum_assignment(cost[s, :k])
+                np.testing.assert_allclose(cost[s, np.arange(k), got].sum(), cost[s][r, c].sum(), rtol=1e-5)
+    with pytest.raises(ValueError):
+        linear_assignment(jnp.zeros((3, 2)))
+
+
 def test_sliced_wasserstein_in_one_dimension_is_the_sorted_matching():
     rng = np.random.default_rng(1)
     source = rng.normal(size=(9, 1)).astype(np.float32)
