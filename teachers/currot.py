@@ -441,8 +441,11 @@ def currot(task_space: TaskSpace, config: CurrOTConfig | None = None) -> Teacher
     def update(state: CurrOTState, tasks, scores, mask, **extras) -> CurrOTState:
         v, valid, nonfinite = episode_values("currot", value, scores, mask, extras)
         n_valid = valid.sum().astype(jnp.int32)
-        # the round keeps its latest ``episodes_per_update`` episodes
-        pos = ring_positions(state.ep_count, valid, b)
+        # the round keeps its latest ``episodes_per_update`` episodes: of a batch with more than that,
+        # only its last ones are written (distinct ring slots; a scatter with repeated indices keeps
+        # an unspecified one of them on an accelerator)
+        latest = jnp.cumsum(valid[::-1].astype(jnp.int32))[::-1] <= b
+        pos = jnp.where(latest, ring_positions(state.ep_count, valid, b), b)
         state = state.replace(
             ep_contexts=state.ep_contexts.at[pos].set(tasks.astype(jnp.float32), mode="drop"),
             ep_values=state.ep_values.at[pos].set(v, mode="drop"),
