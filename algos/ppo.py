@@ -57,14 +57,17 @@ ENV_AXIS = "envs"
 """The mesh axis the environment axis is laid out along (see the module docstring)."""
 
 
-def shard_envs(tree: Any, num_envs: int, axis: int = 0) -> Any:
+def shard_envs(tree: Any, num_envs: int, axis: int = 0, strict: bool = True) -> Any:
     """Constrain axis ``axis`` (of size ``num_envs``) of every leaf of ``tree`` to the mesh axis
     :data:`ENV_AXIS` of the surrounding mesh; unchanged without a mesh or with that axis of size 1.
-    Inside ``jax.vmap`` (over seeds) the mapped axis stays unconstrained."""
+    Inside ``jax.vmap`` (over seeds) the mapped axis stays unconstrained. A size that does not split
+    evenly raises ``ValueError`` (``strict``) or leaves the layout to the compiler."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or ENV_AXIS not in mesh.axis_names or mesh.shape[ENV_AXIS] == 1:
         return tree
     devices = mesh.shape[ENV_AXIS]
+    if num_envs % devices and not strict:
+        return tree
     if num_envs % devices:
         raise ValueError(f"PPOConfig.num_envs={num_envs} must be a multiple of the {devices} devices of "
                          f"the mesh axis {ENV_AXIS!r} (--env-devices)")
@@ -446,29 +449,36 @@ def make_train(
         state, traj = jax.lax.scan(step, state.replace(teacher_state=(), key=key), tasks)
         return state.replace(teacher_state=teacher_state), traj
 
+    def env_major(x: jax.Array) -> jax.Array:
+        """``[num_steps, num_envs, ...]`` flattened environment-major (row ``e * num_steps + t``): a
+        layout of the environment axis over devices carries over to the rows without moving data."""
+        return jnp.swapaxes(x, 0, 1).reshape((num_envs * num_steps,) + x.shape[2:])
+
     def next_values(params, traj: Transition) -> jax.Array:
         """V of the observation following each step in its episode, in one batched call: from the
         carry after that step (recurrent), without a reset, with the step's task."""
-        flat = lambda x: x.reshape((num_steps * num_envs,) + x.shape[2:])
-        carry = jax.tree.map(flat, traj.carry)
+        carry = jax.tree.map(env_major, traj.carry)
         reset = jnp.zeros((num_steps * num_envs,), bool)
-        _, _, v = policy_step(policy, params, carry, flat(traj.final_obs), reset, flat(traj.task))
-        return v.reshape(num_steps, num_envs)
+        _, _, v = policy_step(policy, params, carry, env_major(traj.final_obs), reset, env_major(traj.task))
+        return v.reshape(num_envs, num_steps).T
 
     def minibatches(key, traj: Transition, start_carry, adv, targets) -> PPOBatch:
         """The rollout cut into ``num_minibatches`` batches along a leading axis."""
         batch = PPOBatch(traj.obs, traj.reset, traj.task, traj.action, traj.log_prob, traj.value,
                          adv, targets, ())
         if minibatch_axis == "flat":
+            # a permutation of the time-major rows t * num_envs + e, read from the env-major ones
             perm = jax.random.permutation(key, num_envs * num_steps)
-            split = lambda x: x.reshape((num_envs * num_steps,) + x.shape[2:])[perm].reshape(
-                (nmb, -1) + x.shape[2:]
-            )
-            return jax.tree.map(split, batch)
+            rows = (perm % num_envs) * num_steps + perm // num_envs
+            split = lambda x: env_major(x)[rows].reshape((nmb, -1) + x.shape[2:])
+            # each minibatch's rows split over the devices of the env axis: data-parallel gradients
+            return shard_envs(jax.tree.map(split, batch), num_envs * num_steps // nmb, axis=1, strict=False)
         perm = jax.random.permutation(key, num_envs)
         split_t = lambda x: jnp.swapaxes(x[:, perm].reshape((num_steps, nmb, -1) + x.shape[2:]), 0, 1)
         split_c = lambda c: c[perm].reshape((nmb, -1) + c.shape[1:])
-        return jax.tree.map(split_t, batch)._replace(carry=jax.tree.map(split_c, start_carry))
+        batches = jax.tree.map(split_t, batch)._replace(carry=jax.tree.map(split_c, start_carry))
+        return shard_envs(batches._replace(carry=()), num_envs // nmb, axis=2, strict=False)._replace(
+            carry=shard_envs(batches.carry, num_envs // nmb, axis=1, strict=False))
 
     def learn(state: PPOState, traj: Transition, start_carry) -> tuple[TrainState, dict]:
         """``update_epochs`` passes of minibatch steps on the learner's wrapped PPO loss."""

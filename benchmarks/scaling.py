@@ -9,8 +9,9 @@ environment rows, one seed's environments along ``envs`` (:func:`algos.ppo.shard
   (the default task) and ALP-GMM: the work grows with the devices, ideal = flat time, steps/s x d;
 * ``seeds_strong``: ``--strong-seeds`` seeds over d devices, same two teachers: fixed work;
 * ``envs_weak``: 1 seed x ``--weak-envs`` x d environments, one PPO update stream, the env axis
-  split over d devices (plus, at d = 1, the 8,192-environment row of ``benchmarks.ppo_throughput``
-  for reference, in the same run);
+  split over d devices (plus, at d = 1, one seed x 8,192 environments for reference, in the same run
+  with as many steps: the shape of ``benchmarks.ppo_throughput``'s largest row); every PPO row also
+  gives the mean episodic return of its first and last update (that it trains);
 * ``hypercube``: the hypercube toy student (2d10) with Random and ALP-GMM, ``--hypercube-seeds`` x d
   seeds (episodes per second).
 
@@ -91,12 +92,19 @@ def ppo_row(scenario: str, devices: int, seeds: int, envs: int, teacher: str, up
     env_devices = devices if seeds == 1 else 1
     mesh = _mesh(devices, devices // env_devices, env_devices)
     keys = _keys(seeds, NamedSharding(mesh, PartitionSpec("seeds")))
-    fn = jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum())
-    compile_s, run_s, episodes = _timed(fn, keys, mesh, repeats)
+
+    def one_seed(key):
+        metrics = trainer.train(key)[1]
+        mean_return = metrics["return_sum"] / jnp.maximum(metrics["episodes"], 1)
+        return metrics["episodes"].sum(), mean_return[0], mean_return[-1]
+
+    compile_s, run_s, (episodes, first, last) = _timed(jax.vmap(one_seed), keys, mesh, repeats)
     total = seeds * steps
     return {"scenario": scenario, "devices": devices, "seeds": seeds, "envs": envs, "teacher": teacher,
             "steps_per_seed": steps, "compile_s": round(compile_s, 2), "run_s": round(run_s, 4),
-            "steps_per_s": round(total / run_s), "episodes_per_seed": float(np.mean(episodes))}
+            "steps_per_s": round(total / run_s), "episodes_per_seed": float(np.mean(episodes)),
+            "first_update_return": round(float(np.mean(first)), 2),
+            "last_update_return": round(float(np.mean(last)), 2)}
 
 
 def hypercube_row(devices: int, seeds: int, teacher: str, episodes: int, repeats: int) -> dict:
@@ -115,18 +123,22 @@ def hypercube_row(devices: int, seeds: int, teacher: str, episodes: int, repeats
 
 def table(rows: list[dict]) -> str:
     lines = ["| scenario | devices | seeds | envs | teacher | steps (episodes) / s | run s | compile s | "
-             "speed-up vs 1 device |", "|---|---|---|---|---|---|---|---|---|"]
+             "speed-up vs fewest devices | return, first -> last update |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     base = {}
     for r in rows:
         rate = r.get("steps_per_s") or r.get("episodes_per_s")
-        key = (r["scenario"], r["teacher"], r["envs"] if r["scenario"] == "envs_weak" else None)
+        key = (r["scenario"], r["teacher"], r.get("reference", False))
         if r["devices"] == min(x["devices"] for x in rows):
             base.setdefault(key, rate)
         speed = f"{rate / base[key]:.2f}" if key in base else ""
         unit = "" if "steps_per_s" in r else " ep"
+        learnt = (f"{r['first_update_return']:.1f} -> {r['last_update_return']:.1f}"
+                  if "last_update_return" in r else f"mastered {r['mastered_pct']:.1f} %")
         lines.append(f"| {r['scenario']} | {r['devices']} | {r['seeds']:,} | "
                      f"{'' if r['envs'] is None else format(r['envs'], ',')} | {r['teacher']} | "
-                     f"{rate / 1e6:.3f}M{unit} | {r['run_s']:.3f} | {r['compile_s']:.1f} | {speed} |")
+                     f"{rate / 1e6:.3f}M{unit} | {r['run_s']:.3f} | {r['compile_s']:.1f} | {speed} | "
+                     f"{learnt} |")
     return "\n".join(lines)
 
 
@@ -175,8 +187,10 @@ def main(argv=None) -> dict:
                 if size["strong_seeds"] % d == 0:
                     add(ppo_row("seeds_strong", d, size["strong_seeds"], 4, t, size["updates"], args.repeats))
         if "envs_weak" in args.only:
-            if d == 1 and not args.no_reference and not args.quick:
-                add(ppo_row("envs_weak", 1, 1, REFERENCE_ENVS, "none", size["env_updates"], args.repeats))
+            if d == 1 and not args.no_reference and not args.quick:  # as many steps as the 65,536 row
+                updates = max(1, size["env_updates"] * size["weak_envs"] // REFERENCE_ENVS)
+                add({**ppo_row("envs_weak", 1, 1, REFERENCE_ENVS, "none", updates, args.repeats),
+                     "reference": True})
             add(ppo_row("envs_weak", d, 1, size["weak_envs"] * d, "none", size["env_updates"], args.repeats))
         if "hypercube" in args.only:
             for t in args.hypercube_teachers:
