@@ -58,4 +58,9 @@ def test_chunked_generation_reassembles_the_target_tree():
         np.testing.assert_array_equal(np.asarray(hypernet.flatten(tree)), np.asarray(flat))
     # the fixed output scale: 1/sqrt(fan_in) for matrices, 0.1 for vectors
     spec = hypernet.hnet_spec(target, 3, (4,), None)
-    np.testing.assert_allclose(spec.scale[:12], 1 / np.sqrt(3)) and np.testing.assert_allclose(spec.scale[12:17], 0.1)
+    np.testing.assert_allclose(spec.scale[:12], 1 / np.sqrt(3))
+    np.testing.assert_allclose(spec.scale[12:17], 0.1)
+    # without it (HyperInterval's default) every generated weight is the hypernetwork's output itself
+    plain = hypernet.hnet_spec(target, 3, (4,), 7, output_scale=False)
+    np.testing.assert_array_equal(plain.scale[:25], 1.0)
+    np.testing.assert_array_equal(plain.scale[25:], 0.0)

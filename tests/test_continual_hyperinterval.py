@@ -112,7 +112,8 @@ def test_nested_regulariser_is_the_mean_over_lower_middle_upper_and_free_uses_mi
         assert float(aux["learner/interval_reg"]) == pytest.approx(0.0, abs=1e-8)
         moved = dict(params, hnet=jax.tree.map(lambda w: w * 1.1 + 0.01, params["hnet"]))
         _, aux = learner.loss(task_loss)(moved, state, _batch(), jnp.int32(2), jax.random.PRNGKey(0))
-        spec = hypernet.hnet_spec(_target(jax.random.PRNGKey(7))[1], 5, (9,), None, activation="relu")
+        spec = hypernet.hnet_spec(_target(jax.random.PRNGKey(7))[1], 5, (9,), None, activation="relu",
+                                  output_scale=False)  # HyperInterval's default
         want = 0.0
         for j in range(2):  # direct: regenerate both task boxes with the old and the new hypernetwork
             c, r = state.centers[j], state.radii[j]

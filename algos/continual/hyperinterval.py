@@ -110,11 +110,13 @@ def hyperinterval(
     kappa_decay: float = 5e-5,
     reg_tasks: int = 0,
     custom_init: bool = True,
+    output_scale: bool = False,
 ) -> Learner:
     """``apply(target_params, x)`` is the target MLP (point weights), ``target_example`` its
     parameters; ``steps_per_task`` sets the eps ramp; ``strength`` is beta; ``reg_tasks`` as in
     :func:`algos.continual.hnet.hnet_learner`; ``custom_init`` (nested mode only) starts each new
-    task's embedding at the previous task's."""
+    task's embedding at the previous task's; ``output_scale`` as in
+    :func:`algos.continual.hypernet.hnet_spec` (off, as the reference's hypernetwork)."""
     if mode not in MODES:
         raise ValueError(f"unknown HyperInterval mode {mode!r}; known: {list(MODES)}")
     if max_tasks < 1 or steps_per_task < 1:
@@ -122,7 +124,8 @@ def hyperinterval(
     if eps < 0 or not 0.0 <= kappa_min <= 1.0:
         raise ValueError(f"eps must be >= 0 and kappa_min in [0, 1], got {eps}, {kappa_min}")
     _check_mlp(target_example)
-    spec = hypernet.hnet_spec(target_example, emb_dim, tuple(hidden), chunk_size, chunk_emb_dim, "relu")
+    spec = hypernet.hnet_spec(target_example, emb_dim, tuple(hidden), chunk_size, chunk_emb_dim, "relu",
+                              output_scale)
     half = max(steps_per_task // 2, 1)
     copy_init = custom_init and mode == "nested"
 

@@ -9,6 +9,10 @@ linear output per target weight, as HyperCRL's default ``hnet``).
 Each generated weight is multiplied by a fixed (not trained) scale: 1/sqrt(fan_in) for a weight
 matrix, 0.1 for a vector, so that the hypernetwork's roughly unit-variance initial outputs give target
 weights of a standard initialisation's size (the intent of hypnettorch's hyperfan initialisation).
+``output_scale=False`` leaves the outputs as they are (scale 1), as hypnettorch's plain ``HMLP`` and
+HyperInterval's interval hypernetworks do: the scale also shrinks every optimiser step on the
+generated weights, which slows learning where the hypernetwork's inputs are small (HyperInterval's
+nested boxes, centres within eps / (2M)).
 
 :func:`generate_interval` is interval bound propagation (IBP) in midpoint-radius form
 (HyperInterval, Krukowski et al. 2024, ``gmum/HyperInterval``, ``IntervalNets/hmlp_ibp_wo_nesting.py``):
@@ -47,7 +51,8 @@ class HnetSpec:
 
 
 def hnet_spec(target_params: Any, emb_dim: int, hidden: tuple[int, ...] = (25, 25),
-              chunk_size: int | None = None, chunk_emb_dim: int = 8, activation: str = "elu") -> HnetSpec:
+              chunk_size: int | None = None, chunk_emb_dim: int = 8, activation: str = "elu",
+              output_scale: bool = True) -> HnetSpec:
     """The spec of a hypernetwork generating ``target_params`` (a pytree of arrays or shape structs)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown hypernetwork activation {activation!r}; known: {sorted(ACTIVATIONS)}")
@@ -65,7 +70,10 @@ def hnet_spec(target_params: Any, emb_dim: int, hidden: tuple[int, ...] = (25, 2
     offset = 0
     for s in shapes:
         n = math.prod(s)
-        scale[offset: offset + n] = 1.0 / math.sqrt(math.prod(s[:-1])) if len(s) >= 2 else 0.1
+        if not output_scale:
+            scale[offset: offset + n] = 1.0
+        else:
+            scale[offset: offset + n] = 1.0 / math.sqrt(math.prod(s[:-1])) if len(s) >= 2 else 0.1
         offset += n
     return HnetSpec(treedef, shapes, tuple(leaf.dtype for leaf in leaves), total, emb_dim, tuple(hidden),
                     chunk_size, num_chunks, chunk_emb_dim if num_chunks > 1 else 0, activation, scale)

@@ -76,6 +76,8 @@ class LearnerOptions:
     hi_kappa_min: float = 0.5
     hi_custom_init: bool = True
     """nested HyperInterval: a new task's embedding starts at the previous task's"""
+    hi_output_scale: bool = False
+    """HyperInterval: scale the generated weights by 1/sqrt(fan_in) (the hnet learner always does)"""
 
     def validate(self) -> None:
         if self.ewc_fisher not in FISHERS:
@@ -120,7 +122,8 @@ LEARNERS: dict[str, Callable[[ModelSpec, LearnerOptions], Learner]] = {
     "hyperinterval": lambda m, o: hyperinterval(m.apply, m.params_example, m.max_tasks, m.steps_per_task,
                                                 o.hi_beta, o.hi_eps, o.hi_mode, o.hnet_emb_dim, o.hnet_hidden,
                                                 _chunk(o), o.hnet_chunk_emb_dim, o.hi_kappa_min,
-                                                reg_tasks=o.hnet_reg_tasks, custom_init=o.hi_custom_init),
+                                                reg_tasks=o.hnet_reg_tasks, custom_init=o.hi_custom_init,
+                                                output_scale=o.hi_output_scale),
 }
 
 
