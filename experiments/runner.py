@@ -653,6 +653,8 @@ def _check_launch(config: RunConfig) -> None:
 def _prepare(job: Job, config: RunConfig) -> _Prepared:
     config.validate()
     _check_launch(config)
+    if config.sweep:  # unknown hyperparameter names fail here, before anything is written
+        job_hyperparams(job)(**sweep_grid(config.sweep)[0])
     if job.iterations < 1:
         raise ValueError(f"{job.name}: the run has no iterations")
     own_plan = _job_plan(job)

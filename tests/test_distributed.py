@@ -196,3 +196,14 @@ def test_sweep_grid_is_the_product():
     for bad in (["lr"], ["lr="], ["lr=a,b"], ["lr=1", "lr=2"], ["lr=nan"]):
         with pytest.raises(ValueError, match="--sweep"):
             sweep_grid(bad)
+
+
+def test_sweep_of_an_unknown_hyperparameter_fails_before_writing(tmp_path):
+    from experiments import ppo_cartpole
+    from experiments.runner import run
+
+    config = ppo_cartpole.Config(sweep=("foo=1,2",), run_dir=str(tmp_path / "r"), progress=False)
+    (_, job, _), = ppo_cartpole.jobs(config)
+    with pytest.raises(ValueError, match="PPOHyperparams has no fields"):
+        run(job, config)
+    assert not (tmp_path / "r").exists()
