@@ -177,3 +177,14 @@ def ring_positions(count: jax.Array, mask: jax.Array, capacity: int) -> jax.Arra
     """
     offsets = jnp.cumsum(mask.astype(jnp.int32)) - 1
     return jnp.where(mask, (count + offsets) % capacity, capacity)
+
+
+def batch_all(axis_size: int, in_batched: Any, args: tuple) -> tuple:
+    """The arguments ``args`` of a ``jax.custom_batching.custom_vmap`` rule with a leading batch axis
+    of ``axis_size`` on every leaf (``in_batched`` as the rule receives it; unbatched leaves are
+    broadcast), so the rule's body can treat all of them alike."""
+
+    def batched(a, b):
+        return a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+
+    return jax.tree.map(batched, tuple(args), tuple(in_batched))

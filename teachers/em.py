@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from teachers.base import batch_all
+
 CRITERIA = ("aic", "bic", "aicc")
 _LOG_2PI = math.log(2.0 * math.pi)
 _UNROLL_MAX_DIM = 8  # Cholesky written out entry by entry up to this dimension
@@ -536,11 +538,7 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
 
     @fn.def_vmap
     def fn_vmap(axis_size, in_batched, seed, window, fitted, gmm):
-        def batched(a, b):
-            return a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
-
-        seed, window, fitted, gmm = jax.tree.map(
-            batched, (seed, window, fitted, gmm), tuple(in_batched))
+        seed, window, fitted, gmm = batch_all(axis_size, in_batched, (seed, window, fitted, gmm))
         chunk = options.vmap_chunk or max(1, -(-axis_size // 16))
         chunk = min(chunk, axis_size)
         n_chunks = -(-axis_size // chunk)

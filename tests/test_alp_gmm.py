@@ -1,4 +1,5 @@
-"""ALP-GMM teacher (teachers/alp_gmm.py): ALP semantics, ties, history, refit schedule, sampling.
+"""ALP-GMM teacher (teachers/alp_gmm.py): ALP semantics, ties, history, sampling (the refit schedule:
+tests/test_gmm_teacher.py).
 (Masking, vmap, batching and bad input: tests/test_teacher_contract.py.)"""
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import numpy as np
 import pytest
 
 from envs.task_space import TaskSpace
-from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches, window_fit
+from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches
 from teachers import em as G
-from teachers import gmm as GT
 from teachers.alp_gmm import history_dropped
 from teachers.alp_gmm import ALPGMMConfig, alp_gmm
 from teachers.registry import make_teacher
@@ -71,26 +71,6 @@ def test_capacity_changes_the_reference():
     batches = random_batches(0, 10, 16)
     assert not np.allclose(reference_alps(batches, 12, True), reference_alps(batches, 1000, True))
     assert not np.allclose(reference_alps(batches, 1000, True), reference_alps(batches, 1000, False))
-
-
-@pytest.mark.parametrize("n_bootstrap", [None, 50])
-def test_refit_exactly_at_multiples_of_fit_rate(n_bootstrap):
-    config = dataclasses.replace(CFG, n_bootstrap=n_bootstrap)
-    tj = teacher(config)
-    f, boot = config.fit_rate, config.bootstrap
-    state = tj.t.init(jax.random.key(0))
-    fits = 0
-    for tasks, scores, mask in random_batches(3, 12, 16, p_valid=0.5):
-        c0 = int(state.episodes)
-        state = tj.update(state, tasks, scores, mask)
-        c1 = int(state.episodes)
-        crossed = c1 // f > c0 // f and (c1 // f) * f >= boot
-        fits += crossed
-        assert int(state.n_fits) == fits
-        assert bool(state.has_gmm) == (c1 >= max(f, -(-boot // f) * f))
-        if crossed:
-            chex.assert_trees_all_close(state.gmm, tj.window_fit(state), rtol=1e-5, atol=1e-5)
-    assert fits >= 2
 
 
 def test_samples_in_bounds_and_uniform_before_first_fit():

@@ -1,4 +1,5 @@
-"""Covar-GMM teacher (teachers/covar_gmm.py): rows [task, t, r], LP, masking, refits, sampling."""
+"""Covar-GMM teacher (teachers/covar_gmm.py): rows [task, t, r], LP, masking, sampling (the refit
+schedule: tests/test_gmm_teacher.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import numpy as np
 import pytest
 
 from envs.task_space import TaskSpace
-from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches, window_fit
+from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches
 from teachers import em as G
-from teachers import gmm as GT
 from teachers.covar_gmm import CovarGMMConfig, covar_gmm, learning_progress
 from teachers.registry import make_teacher
 
@@ -57,24 +57,6 @@ def test_learning_progress_is_time_reward_covariance():
     gmm = G.empty_gmm(3, 4).replace(covs=jnp.asarray(covs), component_mask=jnp.array([True, True, False]))
     np.testing.assert_allclose(learning_progress(gmm), [0.3, 0.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(learning_progress(gmm, absolute_lp=True), [0.3, 0.2, 0.0], atol=1e-7)
-
-
-def test_refit_exactly_at_multiples_of_fit_rate():
-    tj = teacher(CFG)
-    f = CFG.fit_rate
-    state = tj.t.init(jax.random.key(0))
-    fits = 0
-    for tasks, scores, mask in random_batches(3, 12, 16, p_valid=0.5):
-        c0 = int(state.episodes)
-        state = tj.update(state, tasks, scores, mask)
-        c1 = int(state.episodes)
-        crossed = c1 // f > c0 // f
-        fits += crossed
-        assert int(state.n_fits) == fits
-        assert bool(state.has_gmm) == (c1 >= f)
-        if crossed:  # fresh fit on the F rows ending at the multiple crossed
-            chex.assert_trees_all_close(state.gmm, tj.window_fit(state), rtol=1e-5, atol=1e-5)
-    assert fits >= 3
 
 
 def test_samples_in_bounds_and_uniform_before_first_fit():

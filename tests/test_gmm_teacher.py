@@ -1,0 +1,38 @@
+"""The GMM teacher's refit schedule (teachers/gmm.py), shared by ALP-GMM and Covar-GMM: a fresh fit
+exactly when a batch crosses a multiple of fit_rate at or after the bootstrap, equal to a direct fit
+on the fit_rate rows ending there."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import pytest
+
+from tests.gmm_teacher_helpers import jitted, random_batches
+from teachers.alp_gmm import ALPGMMConfig
+from teachers.covar_gmm import CovarGMMConfig
+
+ALP = ALPGMMConfig(fit_rate=20, k_min=2, k_max=3, history_capacity=12)
+COVAR = CovarGMMConfig(fit_rate=20, k_min=2, k_max=3)
+CASES = [("alp_gmm", ALP), ("alp_gmm", dataclasses.replace(ALP, n_bootstrap=50)), ("covar_gmm", COVAR)]
+
+
+@pytest.mark.parametrize("name,config", CASES, ids=["alp_gmm", "alp_gmm_bootstrap50", "covar_gmm"])
+def test_refit_exactly_at_multiples_of_fit_rate(name, config):
+    tj = jitted(name, config)
+    f, boot = config.fit_rate, config.bootstrap
+    state = tj.t.init(jax.random.key(0))
+    fits = 0
+    for tasks, scores, mask in random_batches(3, 12, 16, p_valid=0.5):
+        c0 = int(state.episodes)
+        state = tj.update(state, tasks, scores, mask)
+        c1 = int(state.episodes)
+        crossed = c1 // f > c0 // f and (c1 // f) * f >= boot
+        fits += crossed
+        assert int(state.n_fits) == fits
+        assert bool(state.has_gmm) == (c1 >= max(f, -(-boot // f) * f))
+        if crossed:  # a fresh fit on the fit_rate rows ending at the multiple crossed
+            chex.assert_trees_all_close(state.gmm, tj.window_fit(state), rtol=1e-5, atol=1e-5)
+    assert fits >= 2
