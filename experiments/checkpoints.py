@@ -189,8 +189,10 @@ class Checkpointer:
     def restore_latest(self, like: Any, report=print) -> tuple[int | None, Any, dict]:
         """The newest checkpoint that verifies, restored into ``like``: ``(step, state, meta)``, or
         ``(None, like, {})`` when there is no checkpoint. Damaged ones are reported (``report``),
-        and the damaged ones newer than the one restored are deleted. Raises
-        :class:`CheckpointError` naming the folder when checkpoints exist but none verifies."""
+        and the damaged ones newer than the one restored are deleted. When every checkpoint lacks its
+        manifest (saves cut short by a kill), they are deleted and ``(None, like, {})`` is returned: the
+        run starts again. Raises :class:`CheckpointError` naming the folder when checkpoints exist, some
+        finished, and none verifies."""
         steps = sorted(set(self.all_steps()) | set(step_dirs(self.directory)), reverse=True)
         if not steps:
             return None, like, {}
@@ -210,6 +212,12 @@ class Checkpointer:
                 report(f"continuing from checkpoint {step}, the newest that verifies")
                 self._delete(damaged)
             return step, state, meta
+        if all(not os.path.exists(os.path.join(self.directory, str(step), MANIFEST)) for step in damaged):
+            # Only saves that a kill cut short before their manifest (the first checkpoint of a run
+            # killed mid-save): nothing was ever complete, so the run starts again from chunk 0.
+            report(f"no checkpoint in {self.directory} finished its save; starting from the beginning")
+            self._delete(damaged)
+            return None, like, {}
         raise CheckpointError(
             f"no checkpoint in {self.directory} verifies (damaged: {', '.join(map(str, damaged))}); "
             "start a new run in another --run-dir"

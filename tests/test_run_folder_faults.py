@@ -266,3 +266,18 @@ def test_sweep_parent_config_is_checked_before_it_is_written(tmp_path):
     with pytest.raises(FileExistsError, match="sweep/a already holds a run"):
         _sweep(root, seed=3)  # the parent has no summary yet, its children hold runs
     assert (root / "config.json").read_bytes() == saved
+
+
+def test_a_kill_during_the_first_save_restarts_the_run(tmp_path, uninterrupted, capsys):
+    """Killed after chunk 1's checkpoint folder appeared but before its manifest: no checkpoint ever
+    finished, so --resume starts from chunk 0 (not 'no checkpoint verifies') and ends equal to the
+    uninterrupted run."""
+    run_dir = tmp_path / "cut"
+    _killed_run(run_dir, chunk=1)
+    os.remove(run_dir / "checkpoints" / "1" / MANIFEST)
+    capsys.readouterr()
+    summary = run(toy_job(), _config(run_dir, resume=True), verbose=False)
+    err = capsys.readouterr().err
+    assert "finished its save; starting from the beginning" in err
+    assert "from the start (no checkpoint yet)" in err
+    _assert_equal_to(uninterrupted, run_dir, summary)
