@@ -35,7 +35,7 @@ import numpy as np
 from algos.evaluation import evaluate_tasks
 from experiments import plotting
 from experiments.checkpoints import Checkpointer, CheckpointError
-from experiments.runner import RunFolderError, _to_json, read_records, seed_keys, seed_std
+from experiments.runner import RunFolderError, _to_json, init_args, read_records, seed_std
 
 
 class LoadedRun(NamedTuple):
@@ -110,7 +110,7 @@ def load_run(run_dir: str, step: int | None = None) -> LoadedRun:
     if recorded_env is not None and rebuilt_env != recorded_env:
         raise ValueError(f"{run_dir}: the environment rebuilt from {recorded_env['factory']} differs from "
                          "the recorded one (task space, return range or mastery score)")
-    like = jax.vmap(job.init)(seed_keys(child_config))
+    like = jax.vmap(job.init)(*init_args(job, child_config))
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
     try:
         if step is None:

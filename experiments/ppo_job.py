@@ -11,6 +11,7 @@ compiles once (see :class:`experiments.runner.Job`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algos.evaluation import evaluate_tasks
-from algos.ppo import Trainer
+from algos.ppo import PPOHyperparams, Trainer
 from experiments import plotting
 from experiments.runner import Job, mean_and_std, seed_std
 
@@ -163,6 +164,7 @@ def ppo_job(
         unused=(*unused, *(f"ppo.{f}" for f in trainer.unused_config)),
         record=record,
         trainer=trainer,
+        hyperparams=functools.partial(PPOHyperparams.from_config, trainer.config),
         plot_title=plot_title,
         curve_meta=curve_meta,
     )

@@ -340,16 +340,31 @@ def sweep_label(setting: dict[str, float]) -> str:
 
 
 def job_hyperparams(job: Job) -> Callable[..., Any]:
-    """How ``job`` builds its hyperparameter pytree from overrides (:attr:`Job.hyperparams`, else a
-    PPO trainer's :meth:`~algos.ppo.PPOHyperparams.from_config`)."""
-    if job.hyperparams is not None:
-        return job.hyperparams
-    from algos.ppo import PPOHyperparams, Trainer
+    """How ``job`` builds its hyperparameter pytree from overrides (:attr:`Job.hyperparams`)."""
+    if job.hyperparams is None:
+        raise ValueError(f"{job.name}: --sweep needs vmappable hyperparameters (Job.hyperparams); this "
+                         "job has none")
+    return job.hyperparams
 
-    if isinstance(job.trainer, Trainer):
-        return lambda **overrides: PPOHyperparams.from_config(job.trainer.config, **overrides)
-    raise ValueError(f"{job.name}: --sweep needs vmappable hyperparameters (Job.hyperparams); this job "
-                     "has none")
+
+def init_args(job: Job, config: RunConfig) -> tuple:
+    """The host arrays ``jax.vmap(job.init)`` takes, one row per member of the run (setting-major:
+    member ``h * seeds + i`` is seed ``i`` of setting ``h`` of ``config.sweep``): ``(keys,)``, and with
+    a sweep ``(keys, hparams)`` where a swept value has one entry per member and the others are
+    broadcast. The runner and :func:`experiments.evaluate.load_run` build the state from these."""
+    settings = sweep_grid(config.sweep)
+    members = len(settings) * config.seeds
+    keys = np.tile(np.asarray(seed_keys(config)), (len(settings), 1))
+    if not config.sweep:
+        return (keys,)
+    columns = {name: np.repeat(np.asarray([g[name] for g in settings], np.float32), config.seeds)
+               for name in settings[0]}
+
+    def per_member(x):
+        x = np.asarray(x)
+        return x if x.shape[:1] == (members,) else np.broadcast_to(x, (members, *x.shape)).copy()
+
+    return keys, jax.tree.map(per_member, job_hyperparams(job)(**columns))
 
 
 def is_main_process() -> bool:
@@ -728,25 +743,14 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
     members = len(settings) * config.seeds  # setting-major: member h * seeds + i is seed i of setting h
     mesh = run_mesh(config.seeds, config.shard_seeds, config.env_devices, len(settings))
     sharding = member_sharding(mesh)
-    keys = _global_array(np.tile(np.asarray(seed_keys(config)), (len(settings), 1)), sharding)
-    init, args = job.init, (keys,)
-    if config.sweep:
-        build = job_hyperparams(job)
-        columns = {name: np.repeat(np.asarray([g[name] for g in settings], np.float32), config.seeds)
-                   for name in settings[0]}
-        def per_member(x):  # a swept value has one entry per member; the others are broadcast
-            x = np.asarray(x)
-            return x if x.shape[:1] == (members,) else np.broadcast_to(x, (members, *x.shape)).copy()
-
-        hparams = jax.tree.map(lambda x: _global_array(per_member(x), sharding), build(**columns))
-        args = (keys, hparams)
+    args = tuple(jax.tree.map(lambda x: _global_array(x, sharding), init_args(job, config)))
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         # Every leaf of the state and of the metrics has the member axis first. Without an env axis on
         # the mesh, all of it is pinned to the member sharding; with one, the state keeps the layout
         # the program gives it (the environments' leaves split along ``envs``). Each chunk's output is
         # pinned to its input's layout, the one it was compiled for.
         pin = {"out_shardings": sharding} if sharding is not None and config.env_devices == 1 else {}
-        state = jax.jit(jax.vmap(init), **pin)(*args)
+        state = jax.jit(jax.vmap(job.init), **pin)(*args)
         return _train(prepared, state, sharding, resume, members, settings, verbose, say)
 
 
