@@ -67,3 +67,25 @@ def test_evaluate_cli_writes_the_evaluation(acrobot_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([acrobot_run, "--tasks", "9.0,1.0"])  # outside the task space
     assert exit_info.value.code == 2 and "link_mass" in capsys.readouterr().err
+
+
+def test_load_run_restores_a_hyperparameter_sweep(tmp_path):
+    """A ``--sweep`` run's state has one member per (setting, seed); load_run rebuilds that layout and
+    restores the checkpoint: the members trained with different learning rates differ, and the
+    restored parameters are the ones in the checkpoint."""
+    from experiments import ppo_cartpole
+    from experiments.checkpoints import Checkpointer
+
+    run_dir = str(tmp_path / "sweep")
+    ppo_cartpole.main(parse_config(ppo_cartpole.Config, [
+        "--quick", "--seeds", "2", "--chunks", "1", "--ppo.total-timesteps", "1024", "--no-progress",
+        "--run-dir", run_dir, "--sweep", "lr=1e-4,3e-3"]))
+    run = load_run(run_dir)
+    leaves = jax.tree.leaves(run.state.train_state.params)
+    assert all(x.shape[0] == 4 for x in leaves)  # 2 settings x 2 seeds
+    first = np.asarray(leaves[0])
+    assert not np.allclose(first[0], first[2])  # seed 0 at lr 1e-4 against seed 0 at lr 3e-3
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
+    state, _ = ckpt.restore(ckpt.latest_step(), run.state)
+    ckpt.close()
+    jax.tree.map(np.testing.assert_array_equal, state.train_state.params, run.state.train_state.params)
