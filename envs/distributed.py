@@ -159,13 +159,19 @@ def initialize_from_launch() -> bool:
     return initialize(launch_from(sys.argv[1:], os.environ))
 
 
-def process_index() -> int:
-    """This process's index (0 when single-process)."""
+def is_main_process() -> bool:
+    """Whether this process writes the run folder: process 0 (always, in a single process)."""
     import jax
 
-    return jax.process_index()
+    return jax.process_index() == 0
 
 
-def is_main_process() -> bool:
-    """Whether this process writes the run folder (process 0)."""
-    return process_index() == 0
+def sync_processes(name: str) -> None:
+    """Wait until every process of the run reaches the point called ``name`` (nothing in a single
+    process)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"curriculax:{name}")

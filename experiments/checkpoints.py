@@ -30,7 +30,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
+
+from envs.distributed import is_main_process, sync_processes
 
 MANIFEST = "curriculax_sha256.json"
 
@@ -73,15 +74,6 @@ def _file_hashes(step_dir: str) -> dict[str, str]:
                     h.update(block)
             out[rel] = h.hexdigest()
     return dict(sorted(out.items()))
-
-
-def _main() -> bool:
-    return jax.process_index() == 0
-
-
-def _sync(name: str) -> None:
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(f"curriculax:checkpoint:{name}")
 
 
 def step_dirs(directory: str) -> list[int]:
@@ -131,8 +123,8 @@ class Checkpointer:
                     f"orbax did not save checkpoint {step} in {self.directory} (its latest is "
                     f"{self._manager.latest_step()}): the folder holds checkpoints of another run"
                 )
-            _sync(f"saved-{step}")  # every process's shards are on disk
-            if _main():
+            sync_processes(f"checkpoint:saved-{step}")  # every process's shards are on disk
+            if is_main_process():
                 step_dir = os.path.join(self.directory, str(step))
                 hashes = _file_hashes(step_dir)
                 tmp = os.path.join(step_dir, MANIFEST + ".tmp")
@@ -141,7 +133,7 @@ class Checkpointer:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, os.path.join(step_dir, MANIFEST))
-            _sync(f"manifest-{step}")
+            sync_processes(f"checkpoint:manifest-{step}")
         except CheckpointError:
             raise
         except Exception as e:
@@ -225,11 +217,11 @@ class Checkpointer:
 
     def _delete(self, steps: list[int]) -> None:
         self._manager.close()
-        _sync("delete")
-        if _main():
+        sync_processes("checkpoint:delete")
+        if is_main_process():
             for step in steps:
                 shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
-        _sync("deleted")
+        sync_processes("checkpoint:deleted")
         self._manager = self._open()
 
     def wait(self) -> None:

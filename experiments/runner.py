@@ -57,6 +57,7 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from envs.distributed import is_main_process, sync_processes
 from experiments import plotting
 from experiments.checkpoints import Checkpointer, CheckpointError, DiskFullError, disk_full, step_dirs
 
@@ -165,7 +166,7 @@ class Job(NamedTuple):
         to that range (``mastered_pct``: 0-100).
       hyperparams: optional ``(**overrides) -> pytree`` of the float hyperparameters that ``init(key,
         hparams)`` takes as arrays (PPO: ``functools.partial(PPOHyperparams.from_config, config)``),
-        what ``--sweep`` builds its grid with; None: taken from a PPO ``trainer``.
+        what ``--sweep`` builds its grid with; None: the job cannot be swept.
     """
 
     name: str
@@ -367,11 +368,6 @@ def init_args(job: Job, config: RunConfig) -> tuple:
     return keys, jax.tree.map(per_member, job_hyperparams(job)(**columns))
 
 
-def is_main_process() -> bool:
-    """Whether this process writes the run folder: process 0 (always, in a single process)."""
-    return jax.process_index() == 0
-
-
 def to_host(tree: Any) -> Any:
     """``tree`` as numpy arrays, the whole global value on every process (gathered across processes
     in a multi-process run)."""
@@ -385,14 +381,6 @@ def to_host(tree: Any) -> Any:
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(one, tree)
-
-
-def sync_processes(name: str) -> None:
-    """Wait until every process reaches this point (nothing in a single process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"curriculax:{name}")
 
 
 def _global_array(host: np.ndarray, sharding: NamedSharding | None) -> jax.Array:
@@ -830,14 +818,14 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
     checkpointer.close()
 
     final_state = to_host(state) if jax.process_count() > 1 else state
+    # each setting's members, with its records: its summary keys and its plots
+    parts = [(sweep_label(g), slice(h * config.seeds, (h + 1) * config.seeds)) for h, g in enumerate(settings)]
+    parts = [(label, part, _member_records(records, part, members)) for label, part in parts]
     if config.sweep:
         summary = {}
-        for h, setting in enumerate(settings):
-            part = slice(h * config.seeds, (h + 1) * config.seeds)
-            label = sweep_label(setting)
+        for label, part, part_records in parts:
             summary.update({f"{label}/{k}": v for k, v in job.summarise(
-                _member_records(records, part, members), jax.tree.map(lambda x: x[part], final_state)
-            ).items()})
+                part_records, jax.tree.map(lambda x: x[part], final_state)).items()})
     else:
         summary = dict(job.summarise(records, final_state))
     total_steps = job.iterations * job.steps_per_iteration * members
@@ -853,9 +841,7 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
         _write_json(os.path.join(run_dir, "summary.json"), summary)
         plots = os.path.join(run_dir, "plots")
         groups = [(plots, records)] if not config.sweep else [
-            (os.path.join(plots, sweep_label(g)),
-             _member_records(records, slice(h * config.seeds, (h + 1) * config.seeds), members))
-            for h, g in enumerate(settings)]
+            (os.path.join(plots, label), part_records) for label, _, part_records in parts]
         for where, rs in groups:
             plotting.plot_curves(where, rs, job.curves, job.step_unit, job.plot_title or job.name,
                                  job.curve_meta)
