@@ -486,12 +486,6 @@ def refresh_alp(g: _Geometry, state: RIACState, touched: jax.Array) -> RIACState
     return state.replace(alp=jnp.where(touched, new_alp, state.alp))
 
 
-def add_pair(g: _Geometry, config: RIACConfig, state: RIACState, x, r) -> RIACState:
-    """One episode: append, split or discard an overfull leaf, recompute the ALPs on the path."""
-    state, into = add_pair_lazy(g, config, state, x, r)
-    return refresh_alp(g, state, into)
-
-
 def add_pairs(g: _Geometry, config: RIACConfig, state: RIACState, tasks, scores, n_valid) -> RIACState:
     """The first ``n_valid`` rows of ``tasks [n, d]`` / ``scores [n]`` one after another, the ALPs
     refreshed once at the end (:func:`refresh_alp`).
