@@ -14,26 +14,11 @@ the differently partitioned programs has not grown yet).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run_script(script: str, *args: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CURRICULAX_")}
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT "):])
-
+from tests.multidevice import run_script
 
 ENV_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -92,7 +77,7 @@ ENV_SCRIPT = textwrap.dedent("""
 
 
 def test_env_axis_sharded_update_equals_unsharded(tmp_path):
-    out = _run_script(ENV_SCRIPT, str(tmp_path / "r"))
+    out = run_script(ENV_SCRIPT, str(tmp_path / "r"))
     assert out["mesh"] == {"hparams": 1, "seeds": 1, "envs": 8}
     assert out["obs_spec"][-1] == "envs" and out["obs_shards"] == 8  # [seeds, envs, obs]: 8 env blocks
     assert out["param_replicated"]
@@ -124,7 +109,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
 
 
 def test_hparam_axis_sweep_equals_separate_runs(tmp_path):
-    out = _run_script(SWEEP_SCRIPT, str(tmp_path / "r"))
+    out = run_script(SWEEP_SCRIPT, str(tmp_path / "r"))
     assert out["mesh"] == {"hparams": 4, "seeds": 2, "envs": 1}
     sweep = out["sweep"]
     assert sweep["settings"] == 4 and sweep["seeds"] == 2

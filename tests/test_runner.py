@@ -20,6 +20,7 @@ from algos.loops import masked_scan
 from experiments import ppo_cartpole
 from experiments.checkpoints import Checkpointer
 from experiments.runner import Job, RunConfig, default_run_dir, parse_config, read_records, run, seed_keys
+from tests.multidevice import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = {"wall_time_s", "compile_time_s", "steps_per_s"}
@@ -384,13 +385,7 @@ def test_sharded_over_8_devices_equals_unsharded(tmp_path):
     so the comparison runs 8 updates: long enough to cover rollouts, GAE, minibatch epochs and
     checkpoints, short enough that rounding has not yet grown.
     """
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(tmp_path / "r")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-    out = json.loads(line[len("RESULT "):])
+    out = run_script(SHARDED_SCRIPT, str(tmp_path / "r"), hang_s=600)
     a, b = out["--shard-seeds"], out["--no-shard-seeds"]
     np.testing.assert_allclose(a["final_return"], b["final_return"], rtol=1e-5)
     np.testing.assert_allclose(a["final_return_std"], b["final_return_std"], rtol=1e-4, atol=1e-4)
