@@ -180,18 +180,19 @@ def continual_ppo_job(name: str, config: Config, learner_name: str):
     teacher = stream_teacher(task_env.task_space, tasks[0])
     # the policy network and its parameter shapes, for the learners (PPO builds the same default MLP)
     probe = make_train(ppo, task_env, teacher)
+    seen_env = probe.task_env  # what the policy sees: with the task appended when context_in_obs
     example = jax.eval_shape(probe.policy.init, jax.random.PRNGKey(0),
-                             jnp.zeros((1,) + task_env.observation_shape()), tasks[:1])
+                             jnp.zeros((1,) + seen_env.observation_shape()), tasks[:1])
     learner = rl_learner(learner_name, learner_options(config), probe.policy, example, T, config.fisher_rows)
     trainer = make_train(ppo, task_env, teacher, learner=learner)
-    env = TaskAutoReset(task_env)
+    env = TaskAutoReset(seen_env)
 
     def scores_of_every_task(state):
         key = jax.random.fold_in(state.key, 11)
 
         def one(j):
             params = model_params(learner, state.train_state.params, state.learner_state, j)
-            _, score = evaluate_tasks(trainer.policy, params, task_env, tasks[j][None], jax.random.fold_in(key, j),
+            _, score = evaluate_tasks(trainer.policy, params, seen_env, tasks[j][None], jax.random.fold_in(key, j),
                                       episodes_per_task=config.eval_episodes)
             return score[0]
 

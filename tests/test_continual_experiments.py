@@ -28,3 +28,22 @@ def test_quick_run_summary_is_the_final_r_matrix(tmp_path):
     np.testing.assert_allclose(summary["avg_accuracy_std"], avg.std(ddof=1), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(summary["forgetting"], forgetting.mean(), rtol=1e-4, atol=1e-6)
     assert json.load(open(os.path.join(run_dir, "summary.json"))) == summary
+
+
+def test_rl_stream_quick_run_with_the_task_in_the_observation(tmp_path):
+    """experiments/continual_rl.py side by side (fine-tune, hypernetwork) with ``--ppo.context-in-obs``:
+    the evaluation, the task-boundary resets and the learners' parameter shapes all use the observation
+    with the task appended (they used the bare one and failed at init), and the summary is the final R's."""
+    from experiments import continual_rl
+
+    run_dir = str(tmp_path / "rl")
+    continual_rl.main(parse_config(continual_rl.Config, [
+        "--quick", "--learners", "finetune", "hnet", "--ppo.context-in-obs", "--run-dir", run_dir,
+        "--no-progress"]))
+    assert os.path.exists(os.path.join(run_dir, "plots", "R_heatmaps.png"))
+    for child in ["finetune", "hnet"]:
+        R = np.asarray(read_records(os.path.join(run_dir, child, "metrics.jsonl"))[-1]["R"], np.float64)
+        seeds, T, _ = R.shape
+        assert (seeds, T) == (2, 2) and np.all((R >= 0) & (R <= 1))
+        child_summary = json.load(open(os.path.join(run_dir, child, "summary.json")))
+        np.testing.assert_allclose(child_summary["avg_return"], R[:, T - 1, :].mean(), rtol=1e-5)
