@@ -251,14 +251,15 @@ def _m_step(x, resp, component_mask, reg_covar):
     eps = jnp.finfo(x.dtype).eps
     resp = jnp.where(component_mask[None, :], resp, 0.0)
     nk = jnp.sum(resp, axis=0) + 10.0 * eps  # [kmax]
-    means = (resp.T @ x) / nk[:, None]  # [kmax, D]
-    diff = x[None, :, :] - means[:, None, :]  # [kmax, N, D]
-    rd = resp.T[:, :, None] * diff  # [kmax, N, D]
-    entry = {}
-    for d in range(dim):
-        for e in range(d + 1):
-            entry[d, e] = entry[e, d] = jnp.sum(rd[..., d] * diff[..., e], axis=1) / nk
-    covs = jnp.stack([jnp.stack([entry[d, e] for e in range(dim)], -1) for d in range(dim)], -2)
+    # First and second moments in one product (few, large kernels: an EM iteration is bound by the
+    # number of kernels, not by arithmetic). sum_n r (x - m)(x - m)^T = S - (2 nk - sum_n r) m m^T with
+    # m = sum_n r x / nk, exactly; fit_gmms centres the points, which keeps the subtraction accurate.
+    xx = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], dim * dim)
+    stats = resp.T @ jnp.concatenate([x, xx], axis=1)  # [kmax, D + D^2]
+    means = stats[:, :dim] / nk[:, None]  # [kmax, D]
+    second = stats[:, dim:].reshape(-1, dim, dim) / nk[:, None, None]
+    outer = means[:, :, None] * means[:, None, :]
+    covs = second - (1.0 + 10.0 * eps / nk)[:, None, None] * outer
     covs = covs + reg_covar * jnp.eye(dim, dtype=x.dtype)
     covs, chol = _safe_cholesky(covs)
     weights = jnp.where(component_mask, nk, 0.0)
@@ -405,8 +406,11 @@ def fit_gmms(
     x = jnp.where(mask[:, None], jnp.asarray(points, jnp.float32), 0.0)
     w = mask.astype(jnp.float32)
     dim = x.shape[-1]
+    centre = jnp.sum(x, axis=0) / jnp.maximum(jnp.sum(w), 1.0)  # EM runs on centred points (_m_step)
+    x = jnp.where(mask[:, None], x - centre, 0.0)
     fit = jax.vmap(lambda k: _fit_one(key, x, w, k, kmax, options))
     weights, means, covs, chol, cmask, mean_ll, n_iter, converged = fit(jnp.asarray(ks, jnp.int32))
+    means = means + centre
     n_params = np.asarray([n_parameters(k, dim) for k in ks], np.float32)
     return GMMFit(
         ks=ks,
