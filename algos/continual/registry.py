@@ -72,7 +72,9 @@ class LearnerOptions:
     hi_beta: float = 0.01
     hi_eps: float = 5.0
     hi_mode: str = "nested"
-    """nested (forced: the intersection is never empty) or free"""
+    """nested (forced: the intersection is never empty) or free. Nested box centres lie within eps/(2M) of
+    the origin and a task's embedding moves about lr per step: with a few hundred steps per task the
+    tasks' boxes barely separate and nested forgets (benchmarks/RESULTS.md); free does not"""
     hi_kappa_min: float = 0.5
     hi_custom_init: bool = True
     """nested HyperInterval: a new task's embedding starts at the previous task's"""
