@@ -24,7 +24,10 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
   plus ``reg_covar`` on the diagonal); stop when the mean log-likelihood changed by less than ``tol``
   or after ``iters`` iterations. The loop is a ``lax.while_loop``. The returned parameters are those
   after the last M-step and ``mean_loglik`` is evaluated on them (sklearn's ``score``).
-* **Numerics.** float32 (sklearn uses float64). For the small dimensions of task spaces (D <= 8) the
+* **Numerics.** float32 (sklearn uses float64). EM runs on the points minus their mean (the means are
+  shifted back at the end; likelihoods and covariances do not change), so the M-step can take the
+  covariances from the first and second moments of one matrix product without losing accuracy to
+  the subtraction. For the small dimensions of task spaces (D <= 8) the
   Cholesky factor and its inverse are written out entry by entry, so a whole batch of covariances is
   one fused elementwise computation instead of one LAPACK call per matrix. If a factorisation fails
   (a covariance made indefinite by round-off) it is retried with jitter ``1e-5 (trace/D + 1)`` on the
