@@ -202,3 +202,22 @@ def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time(
             chex.assert_trees_all_close(gmm, want, rtol=1e-5, atol=1e-5)
         else:
             chex.assert_trees_all_close(gmm, jax.tree.map(lambda a: a[i], old))
+
+
+def test_a_shift_of_the_points_shifts_the_means_only():
+    """EM is translation-equivariant, and the moment-form M-step keeps it so in float32 because the
+    points are centred first: tight clusters (std 0.05) far from the origin (+50) give the same
+    likelihoods and covariances and means moved by the shift, with sklearn's answer for the variances."""
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.2, 0.2], [0.8, 0.3], [0.4, 0.9]])
+    x = (centres[rng.integers(0, 3, 300)] + 0.05 * rng.normal(size=(300, 2))).astype(np.float32)
+    mask = np.ones(300, bool)
+    near = _fit_2to6(jax.random.key(1), x, mask)
+    far = _fit_2to6(jax.random.key(1), x + np.float32(50.0), mask)
+    i = 1  # three components
+    np.testing.assert_allclose(far.mean_loglik, near.mean_loglik, atol=2e-3)
+    np.testing.assert_allclose(far.means[i, :3], near.means[i, :3] + 50.0, atol=1e-3)
+    np.testing.assert_allclose(far.covs[i, :3], near.covs[i, :3], rtol=2e-2, atol=1e-6)
+    ref = GaussianMixture(3, covariance_type="full", random_state=0).fit(x.astype(np.float64) + 50.0)
+    ours = np.sort(np.asarray(far.covs[i, :3, 0, 0]))
+    np.testing.assert_allclose(ours, np.sort(ref.covariances_[:, 0, 0]), rtol=5e-2)
