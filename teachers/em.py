@@ -242,9 +242,11 @@ def _e_step(x, w, params, component_mask):
     """Mean log-likelihood of the valid points and their responsibilities [N, kmax]."""
     weights, means, _, chol = params
     wlp = _weighted_log_probs(x, weights, means, chol, component_mask)
-    lp = jax.scipy.special.logsumexp(wlp, axis=1)  # [N]
-    resp = jnp.exp(wlp - lp[:, None]) * w[:, None]
-    resp = jnp.where(w[:, None] > 0, resp, 0.0)
+    # log-sum-exp written out: component 0 is never masked, so the row maximum is finite (or NaN for
+    # a failed fit, which stays NaN), and it takes fewer kernels than jax.scipy's general one
+    top = jnp.max(wlp, axis=1)
+    lp = top + jnp.log(jnp.sum(jnp.exp(wlp - top[:, None]), axis=1))  # [N]
+    resp = jnp.where(w[:, None] > 0, jnp.exp(wlp - lp[:, None]) * w[:, None], 0.0)
     n = jnp.sum(w)
     mean_ll = jnp.sum(jnp.where(w > 0, lp, 0.0)) / n
     return mean_ll, resp
@@ -255,14 +257,15 @@ def _m_step(x, resp, component_mask, reg_covar):
     dim = x.shape[-1]
     eps = jnp.finfo(x.dtype).eps
     resp = jnp.where(component_mask[None, :], resp, 0.0)
-    nk = jnp.sum(resp, axis=0) + 10.0 * eps  # [kmax]
-    # First and second moments in one product (few, large kernels: an EM iteration is bound by the
-    # number of kernels, not by arithmetic). sum_n r (x - m)(x - m)^T = S - (2 nk - sum_n r) m m^T with
-    # m = sum_n r x / nk, exactly; fit_gmms centres the points, which keeps the subtraction accurate.
+    # Zeroth, first and second moments in one product (an EM iteration is bound by its number of
+    # kernels, not by arithmetic: a separate column sum for nk cost as much as the rest of the M-step).
+    # sum_n r (x - m)(x - m)^T = S - (2 nk - sum_n r) m m^T with m = sum_n r x / nk, exactly;
+    # fit_gmms centres the points, which keeps the subtraction accurate.
     xx = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], dim * dim)
-    stats = resp.T @ jnp.concatenate([x, xx], axis=1)  # [kmax, D + D^2]
-    means = stats[:, :dim] / nk[:, None]  # [kmax, D]
-    second = stats[:, dim:].reshape(-1, dim, dim) / nk[:, None, None]
+    stats = resp.T @ jnp.concatenate([jnp.ones_like(x[:, :1]), x, xx], axis=1)  # [kmax, 1 + D + D^2]
+    nk = stats[:, 0] + 10.0 * eps  # [kmax]
+    means = stats[:, 1:dim + 1] / nk[:, None]  # [kmax, D]
+    second = stats[:, dim + 1:].reshape(-1, dim, dim) / nk[:, None, None]
     outer = means[:, :, None] * means[:, None, :]
     covs = second - (1.0 + 10.0 * eps / nk)[:, None, None] * outer
     covs = covs + reg_covar * jnp.eye(dim, dtype=x.dtype)
