@@ -41,7 +41,7 @@ METHODS = ("finetune", "ewc", "replay")
 
 
 def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lambda: float,
-                   lambdas: tuple[float, ...] = (), fisher_samples: int = 200) -> dict:
+                   lambdas: tuple[float, ...] = (), fisher_samples: int = 200, fisher: str = "exact") -> dict:
     """One vmapped program over the seeds (and, with ``lambdas``, over seeds x EWC strengths: the
     learner's strength is an array, so a sweep is one call). With ``lambdas`` the result holds one
     entry per strength under ``"by_lambda"``."""
@@ -49,7 +49,7 @@ def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lamb
     config = SupervisedConfig(steps_per_task=steps, batch_size=128, lr=1e-3, hidden=(100, 100),
                               consolidation_size=500)
     options = LearnerOptions(ewc_strength=ewc_lambda, replay_capacity=1000, replay_batch=64,
-                             fisher_samples=fisher_samples)
+                             fisher_samples=fisher_samples, ewc_fisher=fisher)
     trainer = make_train(config, stream, supervised_learner(method, options, stream, config))
 
     def run(key, strength):
@@ -158,7 +158,7 @@ def ewc_sweep(args) -> dict:
     side is compared at its own best strength."""
     lambdas = tuple(float(v) for v in args.ewc_lambdas)
     ours = curriculax_run("ewc", args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda, lambdas,
-                          args.fisher_samples)
+                          args.fisher_samples, args.ewc_fisher)
     theirs = {}
     for lam in lambdas:
         theirs[str(lam)] = avalanche_run("ewc", args.num_tasks, args.steps_per_task, lam)
@@ -187,6 +187,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--fisher-samples", type=int, default=200,
                         help="curriculax EWC: examples of each task's 500 consolidation rows in its exact "
                              "Fisher (0: all 500); Avalanche uses all of the task's data")
+    parser.add_argument("--ewc-fisher", default="exact", choices=("exact", "sampled", "empirical"),
+                        help="curriculax EWC's per-sample Fisher (Avalanche's is always its batched one)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args(argv)
     if args.num_tasks < 1 or args.steps_per_task < 1 or args.seeds < 1:
@@ -206,7 +208,7 @@ def main(argv=None) -> dict:
         out["ewc_sweep"] = ewc_sweep(args)
     for method in [m for m in args.methods if not (m == "ewc" and args.ewc_lambdas)]:
         ours = curriculax_run(method, args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda,
-                              fisher_samples=args.fisher_samples)
+                              fisher_samples=args.fisher_samples, fisher=args.ewc_fisher)
         theirs = avalanche_run(method, args.num_tasks, args.steps_per_task, args.ewc_lambda)
         out[method] = {"curriculax": ours, "avalanche": theirs,
                        "speedup_5_seeds_vs_1": theirs["wall_s"] / ours["wall_s"]}

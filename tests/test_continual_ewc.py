@@ -98,21 +98,33 @@ def test_ewc_penalty_equals_a_direct_computation_on_a_tiny_network():
     apply, lp, theta0 = _mlp_tiny()
     task_loss = lambda p, b, k: (jnp.sum(apply(p, b.x)) * 0.0, {})
     lam = 7.0
-    learner = ewc(apply, lp, max_tasks=3, strength=lam, fisher="exact", fisher_batch=4)
+    learner = ewc(apply, lp, strength=lam, fisher="exact", fisher_batch=4)
     state = learner.init(jax.random.PRNGKey(0), theta0, None)
     data_a = Rows(jax.random.normal(jax.random.PRNGKey(5), (6, 3)), jnp.zeros(6, jnp.int32))
     data_b = Rows(jax.random.normal(jax.random.PRNGKey(6), (6, 3)), jnp.zeros(6, jnp.int32))
+    data_c = Rows(jax.random.normal(jax.random.PRNGKey(7), (6, 3)), jnp.zeros(6, jnp.int32))
     theta1 = jax.tree.map(lambda x: x + 0.3, theta0)
+    theta2 = jax.tree.map(lambda x: 1.5 * x - 0.2, theta0)
     state = learner.end_task(state, theta0, jnp.int32(0), data_a)
     state = learner.end_task(state, theta1, jnp.int32(1), data_b)
     theta = jax.tree.map(lambda x: x * 0.7 - 0.1, theta0)
-    got, aux = learner.loss(task_loss)(theta, state, data_a, jnp.int32(2), jax.random.PRNGKey(0))
     fa, fb = _direct_fisher(apply, theta0, data_a), _direct_fisher(apply, theta1, data_b)
-    want = 0.0
-    for anchor, f in ((theta0, fa), (theta1, fb)):
-        for name in theta:
-            want += lam / 2 * float(jnp.sum(f[name] * (theta[name] - anchor[name]) ** 2))
-    assert float(got) == pytest.approx(want, rel=1e-4)
+    fc = _direct_fisher(apply, theta2, data_c)
+
+    def direct(pairs, at):
+        return sum(lam / 2 * float(jnp.sum(f[n] * (at[n] - anchor[n]) ** 2)) for anchor, f in pairs for n in at)
+
+    got, aux = learner.loss(task_loss)(theta, state, data_a, jnp.int32(2), jax.random.PRNGKey(0))
+    assert float(got) == pytest.approx(direct(((theta0, fa), (theta1, fb)), theta), rel=1e-4)
+    # a third task is folded into the same quadratic: value and gradient equal the sum of three terms
+    state = learner.end_task(state, theta2, jnp.int32(2), data_c)
+    pairs = ((theta0, fa), (theta1, fb), (theta2, fc))
+    got = learner.loss(task_loss)(theta, state, data_a, jnp.int32(3), jax.random.PRNGKey(0))[0]
+    assert float(got) == pytest.approx(direct(pairs, theta), rel=1e-4)
+    grad = jax.grad(lambda p: learner.loss(task_loss)(p, state, data_a, jnp.int32(3), jax.random.PRNGKey(0))[0])(theta)
+    for n in theta:
+        want_g = sum(lam * f[n] * (theta[n] - anchor[n]) for anchor, f in pairs)
+        np.testing.assert_allclose(grad[n], want_g, rtol=1e-4, atol=1e-6)
     # online EWC with gamma: F~ = gamma F_a + F_b around the last anchor only
     gamma = 0.5
     on = online_ewc(apply, lp, strength=lam, gamma=gamma, fisher="exact", fisher_batch=4)
@@ -142,4 +154,4 @@ def test_l2_penalty_and_a_vmapped_strength_sweep():
 
 def test_unknown_fisher_is_refused():
     with pytest.raises(ValueError, match="unknown Fisher"):
-        ewc(linear, log_probs, 2, fisher="batched")
+        ewc(linear, log_probs, fisher="batched")

@@ -15,6 +15,12 @@ Each sample's gradient is squared on its own (not the square of a minibatch-mean
 underestimates the Fisher). An optional ``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2,
 the Fisher of a unit-variance Gaussian output (a critic, as Continual World's ``regularize_critic``).
 ``lambda`` is ``state.strength`` (an array: vmappable).
+
+The sum over earlier tasks is one quadratic: sum_k F_k (theta - theta*_k)^2 = A (theta - m)^2 + R per
+parameter, with A = sum_k F_k, m = sum_k F_k theta*_k / A and R = sum_k F_k (theta*_k - m)^2. ``end_task``
+folds each new task into (A, m, R) exactly (A' = A + F, m' = (A m + F theta*) / A',
+R' = R + A F / A' (m - theta*)^2), so a training step costs one pass over the parameters whatever the
+number of tasks (it was one pass per stored task), and nothing per task is stored.
 """
 
 from __future__ import annotations
@@ -106,8 +112,9 @@ def weighted_sq_distance(params: Any, anchor: Any, fisher: Any) -> jax.Array:
 
 @struct.dataclass
 class EWCState:
-    anchors: Any  # leaves [max_tasks, ...]: theta* of each consolidated task
-    fishers: Any  # leaves [max_tasks, ...]
+    fisher_sum: Any  # A = sum_k F_k over the consolidated tasks (leaves like params)
+    centre: Any  # m = sum_k F_k theta*_k / A (0 where A = 0)
+    offset: jax.Array  # R = sum_k sum_i F_k,i (theta*_k,i - m_i)^2: the penalty at theta = m
     count: jax.Array  # int32 tasks consolidated
     strength: jax.Array  # lambda
     key: jax.Array
@@ -116,7 +123,6 @@ class EWCState:
 def ewc(
     apply: Callable[[Any, Any], Any],
     log_probs: LogProbs,
-    max_tasks: int,
     strength: float = 100.0,
     fisher: str = "exact",
     fisher_data: FisherData = default_fisher_data,
@@ -126,27 +132,20 @@ def ewc(
 ) -> Learner:
     """Offline EWC. ``apply(params, x)`` is the model (``predict``); ``log_probs(params, sample)``
     the log-likelihood of one sample; ``fisher_data(data)`` turns ``end_task``'s data into
-    ``(samples, labels, mask)``; ``max_tasks`` bounds the stored anchors and Fishers."""
+    ``(samples, labels, mask)``. Every consolidated task is folded into one quadratic (module
+    docstring), so there is no bound on the number of tasks."""
     if fisher not in FISHERS:
         raise ValueError(f"unknown Fisher {fisher!r}; known: {list(FISHERS)}")
-    if max_tasks < 1:
-        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
 
     def init(key, params, example):
         del example
-        stack = lambda p: jnp.zeros((max_tasks,) + p.shape, p.dtype)
-        return EWCState(jax.tree.map(stack, params), jax.tree.map(stack, params), jnp.zeros((), jnp.int32),
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return EWCState(zeros, zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
                         jnp.asarray(strength, jnp.float32), key)
 
     def penalty(params, state: EWCState) -> jax.Array:
-        used = (jnp.arange(max_tasks) < state.count).astype(jnp.float32)
-
-        def leaf(p, a, f):
-            per_task = jnp.sum((f * (p[None] - a) ** 2).reshape(max_tasks, -1), axis=1)
-            return jnp.sum(used * per_task)
-
-        return sum(leaf(p, a, f) for p, a, f in zip(
-            jax.tree.leaves(params), jax.tree.leaves(state.anchors), jax.tree.leaves(state.fishers)))
+        """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 = sum_i A_i (theta_i - m_i)^2 + R."""
+        return weighted_sq_distance(params, state.centre, state.fisher_sum) + state.offset
 
     def loss(task_loss):
         def wrapped(params, state: EWCState, batch, task_id, key):
@@ -161,11 +160,15 @@ def ewc(
         key, k_fisher = jax.random.split(state.key)
         samples, labels, mask = first_rows(fisher_data(data), fisher_samples)
         f = diagonal_fisher(log_probs, params, samples, labels, mask, k_fisher, fisher, value_fn, fisher_batch)
-        slot = jnp.minimum(state.count, max_tasks - 1)
-        put = lambda store, x: store.at[slot].set(x)
-        return state.replace(anchors=jax.tree.map(put, state.anchors, params),
-                             fishers=jax.tree.map(put, state.fishers, f),
-                             count=jnp.minimum(state.count + 1, max_tasks), key=key)
+        a_new = jax.tree.map(jnp.add, state.fisher_sum, f)
+        safe = lambda a: jnp.where(a > 0, a, 1.0)
+        centre = jax.tree.map(lambda a, m, fk, t, an: jnp.where(an > 0, (a * m + fk * t) / safe(an), 0.0),
+                              state.fisher_sum, state.centre, f, params, a_new)
+        added = sum(jnp.sum(jnp.where(an > 0, a * fk / safe(an), 0.0) * (m - t) ** 2)
+                    for a, m, fk, t, an in zip(*(jax.tree.leaves(x) for x in
+                                                  (state.fisher_sum, state.centre, f, params, a_new))))
+        return state.replace(fisher_sum=a_new, centre=centre, offset=state.offset + added,
+                             count=state.count + 1, key=key)
 
     def predict(params, state, x, task_id):
         del state, task_id

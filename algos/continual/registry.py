@@ -111,7 +111,7 @@ def _chunk(o: LearnerOptions) -> int | None:
 LEARNERS: dict[str, Callable[[ModelSpec, LearnerOptions], Learner]] = {
     "finetune": lambda m, o: finetune(m.apply),
     "l2": lambda m, o: l2(m.apply, o.l2_strength),
-    "ewc": lambda m, o: ewc(m.apply, _need(m, "log_probs", "ewc"), m.max_tasks, o.ewc_strength, o.ewc_fisher,
+    "ewc": lambda m, o: ewc(m.apply, _need(m, "log_probs", "ewc"), o.ewc_strength, o.ewc_fisher,
                             m.fisher_data, m.value_fn, o.fisher_batch, o.fisher_samples or None),
     "online_ewc": lambda m, o: online_ewc(m.apply, _need(m, "log_probs", "online_ewc"), o.ewc_strength,
                                           o.ewc_gamma, o.ewc_fisher, m.fisher_data, m.value_fn, o.fisher_batch,
