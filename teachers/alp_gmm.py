@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher, compact_valid_first
+from teachers.base import Teacher, after, compact_valid_first
 from teachers.gmm import GMMTeacherConfig, exact_block, GMMTeacherState, RowModel, gmm_teacher, ring_write
 
 DEFAULT_HISTORY = 100_000  # database entries when the run's episode budget is not known
@@ -216,14 +216,12 @@ def alp_model(task_space: TaskSpace, config: ALPGMMConfig) -> RowModel:
 
     def rows(history: ALPHistory, units, scores, mask, count):
         alps = batch_alp(history, capacity, count, units, scores, mask)
-        # The write reads ``alps`` (adding 0: alps are finite), so it depends on the search. Without a
-        # data dependence XLA may schedule it before the search's loops and copy the whole database
-        # twice per call to keep their reads valid; with it the database is updated in place.
-        after_search = 0.0 * alps
+        # written after the search has read the database, so that it is updated in place (base.after)
+        units, scores = after((units, scores), alps)
         # slots >= capacity are padding (whole search blocks) and never written
         history = history.replace(
-            tasks=ring_write(history.tasks, count, units + after_search[:, None], mask, capacity),
-            scores=ring_write(history.scores, count, scores + after_search, mask, capacity),
+            tasks=ring_write(history.tasks, count, units, mask, capacity),
+            scores=ring_write(history.scores, count, scores, mask, capacity),
         )
         return history, alps[:, None]
 

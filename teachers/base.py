@@ -188,3 +188,14 @@ def batch_all(axis_size: int, in_batched: Any, args: tuple) -> tuple:
         return a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
 
     return jax.tree.map(batched, tuple(args), tuple(in_batched))
+
+
+
+def after(values: Any, *reads: jax.Array) -> Any:
+    """``values`` (a pytree of arrays) plus ``0 * sum(reads)``: unchanged when ``reads`` are finite,
+    but data-dependent on them. Give it the operands of an in-place write to a buffer that ``reads``
+    were computed from: without a data dependence XLA may schedule the write first and copy the whole
+    buffer to keep the reads valid (ALP-GMM's history, RIAC's region FIFOs). An optimization barrier
+    over the operands does not prevent that copy; the arithmetic dependence does."""
+    zero = 0.0 * sum(jnp.sum(r) for r in reads)
+    return jax.tree.map(lambda v: v + zero.astype(v.dtype), values)

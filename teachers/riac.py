@@ -82,7 +82,7 @@ import numpy as np
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import (InputCounts, Teacher, batch_all, checked_sample, checked_update,
+from teachers.base import (InputCounts, Teacher, after, batch_all, checked_sample, checked_update,
                            compact_valid_first)
 
 # Sampling mode boundaries of the reference: u < 0.1 mode 3, u < 0.3 uniform, else ALP-proportional.
@@ -415,12 +415,10 @@ def append_pair(g: _Geometry, state: RIACState, x: jax.Array, r: jax.Array, acti
     pos = jnp.where(full, state.start, (state.start + state.count) % g.C)
     rows = jnp.where(into, jnp.arange(g.R), g.R)  # R: out of bounds, dropped
     new_key, sub = jax.random.split(state.key)
-    # The write reads old_r and old_t (adding 0: both finite), so it follows their reads. Without a
-    # data dependence XLA may schedule it first and copy every region's FIFO to keep the reads valid.
-    after_reads = 0.0 * (jnp.sum(old_r) + jnp.sum(old_t))
+    x, r = after((x, r), old_r, old_t)  # written after the FIFO reads, in place (base.after)
     state = state.replace(
-        tasks=state.tasks.at[rows, pos].set(x + after_reads, mode="drop"),
-        rewards=state.rewards.at[rows, pos].set(r + after_reads, mode="drop"),
+        tasks=state.tasks.at[rows, pos].set(x, mode="drop"),
+        rewards=state.rewards.at[rows, pos].set(r, mode="drop"),
         start=jnp.where(into & full, (state.start + 1) % g.C, state.start),
         count=jnp.where(into, jnp.minimum(state.count + 1, g.C), state.count),
         evicted_reward=jnp.where(remember, old_r, state.evicted_reward),

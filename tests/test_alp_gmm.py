@@ -8,6 +8,7 @@ import dataclasses
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -187,3 +188,20 @@ def test_history_sized_to_the_run_and_drops_counted():
     # without a budget the default capacity is used, and stated
     from teachers.alp_gmm import DEFAULT_HISTORY
     assert alp_gmm(TS).init(jax.random.key(0)).aux.capacity == DEFAULT_HISTORY
+
+
+def test_update_writes_the_history_in_place():
+    """The compiled, vmapped update holds no copy of the ALP database: the write is made to depend on
+    the nearest-neighbour search (teachers.base.after); without that XLA copied the whole history twice
+    per update (this test then counts 2)."""
+    import re
+
+    from teachers.registry import make_teacher
+
+    space = TaskSpace(names=("a", "b"), low=(0.0, 0.0), high=(1.0, 1.0))
+    teacher = make_teacher("alp_gmm", space, max_episodes=4096)
+    state = jax.vmap(teacher.init)(jax.random.split(jax.random.PRNGKey(0), 4))
+    rows = (jnp.zeros((4, 64, 2)), jnp.zeros((4, 64)), jnp.ones((4, 64), bool))
+    hlo = jax.jit(jax.vmap(teacher.update), donate_argnums=0).lower(state, *rows).compile().as_text()
+    shape = re.escape("f32[4,%d,2]" % state.aux.tasks.shape[1])
+    assert len(re.findall(rf"= {shape}[^ ]* copy\(", hlo)) == 0
