@@ -46,6 +46,8 @@ class SupervisedConfig:
     """training examples of the finished task handed to end_task (Fisher samples, buffer fill)"""
     evals_per_task: int = 1
     """chunks (evaluations of every task) per task"""
+    reset_optimizer: bool = False
+    """start every task with a fresh optimizer state (Avalanche's strategies do, by default)"""
 
     def validate(self) -> None:
         for name in ("steps_per_task", "batch_size", "consolidation_size", "evals_per_task"):
@@ -206,6 +208,8 @@ def make_train(config: SupervisedConfig, stream: SupervisedStream,
         data = consolidation_data(state, k_data)
         learner_state = learner.end_task(state.learner_state, state.params, state.task_id, data)
         state = state.replace(R=R, learner_state=learner_state, key=key)
+        if config.reset_optimizer:
+            state = state.replace(opt_state=tx.init(state.params))
         if learner.universal_task_id is not None:
             state = state.replace(universal_acc=evaluate(state, task_id_override=learner.universal_task_id))
         return state.replace(task_id=jnp.minimum(state.task_id + 1, T - 1))

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algos.continual import LearnerOptions
+from algos.continual.ewc import FISHERS
 from algos.supervised import SupervisedConfig, make_train, supervised_learner
 from envs.supervised import make_stream
 from experiments.runner import seed_std
@@ -41,15 +42,16 @@ METHODS = ("finetune", "ewc", "replay")
 
 
 def curriculax_run(method: str, num_tasks: int, steps: int, seeds: int, ewc_lambda: float,
-                   lambdas: tuple[float, ...] = (), fisher_samples: int = 200, fisher: str = "exact") -> dict:
+                   lambdas: tuple[float, ...] = (), fisher_samples: int = 200, fisher: str = "exact",
+                   consolidation_size: int = 500, fisher_batch: int = 16, reset_optimizer: bool = False) -> dict:
     """One vmapped program over the seeds (and, with ``lambdas``, over seeds x EWC strengths: the
     learner's strength is an array, so a sweep is one call). With ``lambdas`` the result holds one
     entry per strength under ``"by_lambda"``."""
     stream = make_stream("permuted", num_tasks)
     config = SupervisedConfig(steps_per_task=steps, batch_size=128, lr=1e-3, hidden=(100, 100),
-                              consolidation_size=500)
+                              consolidation_size=consolidation_size, reset_optimizer=reset_optimizer)
     options = LearnerOptions(ewc_strength=ewc_lambda, replay_capacity=1000, replay_batch=64,
-                             fisher_samples=fisher_samples, ewc_fisher=fisher)
+                             fisher_samples=fisher_samples, ewc_fisher=fisher, fisher_batch=fisher_batch)
     trainer = make_train(config, stream, supervised_learner(method, options, stream, config))
 
     def run(key, strength):
@@ -105,16 +107,17 @@ def _cpu_torch_with_cuda_torchvision() -> None:
         sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
 
 
-def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float) -> dict:
+def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float, seed: int = 0) -> dict:
+    """One Avalanche run: torch seed ``seed`` and the permutations of curriculax's seed ``seed``."""
     _cpu_torch_with_cuda_torchvision()
     import torch
     from avalanche.benchmarks import tensors_benchmark
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.supervised import EWC, Naive, Replay
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     stream = make_stream("permuted", num_tasks)
-    tasks = stream.init(jax.random.fold_in(jax.random.PRNGKey(0), 0))  # seed 0's permutations
+    tasks = stream.init(jax.random.fold_in(jax.random.PRNGKey(0), seed))  # curriculax seed's permutations
     perms = np.asarray(tasks.perm)
     x_tr, x_te = stream.x_train.astype(np.float32) / 255.0, stream.x_test.astype(np.float32) / 255.0
     train = [(torch.tensor(x_tr[:, p]), torch.tensor(stream.y_train, dtype=torch.long)) for p in perms]
@@ -152,19 +155,38 @@ def avalanche_run(method: str, num_tasks: int, steps: int, ewc_lambda: float) ->
             "torch": torch.__version__}
 
 
+def avalanche_seeds(method: str, args, ewc_lambda: float) -> dict:
+    """``args.avalanche_seeds`` Avalanche runs one after another (seeds 0, 1, ...); ``wall_s`` is the
+    mean per seed, ``accuracy`` the mean over seeds."""
+    runs = [avalanche_run(method, args.num_tasks, args.steps_per_task, ewc_lambda, seed)
+            for seed in range(args.avalanche_seeds)]
+    acc = np.asarray([r["accuracy"] for r in runs])
+    return {**runs[0], "accuracy_per_seed": acc.tolist(), "accuracy": float(acc.mean()),
+            "accuracy_std": seed_std(acc) if len(acc) > 1 else 0.0,
+            "wall_s": float(np.mean([r["wall_s"] for r in runs])), "seeds": len(runs)}
+
+
 def ewc_sweep(args) -> dict:
     """EWC over the grid ``args.ewc_lambdas`` on both sides. lambda depends on the Fisher variant
     (curriculax: exact per-sample; Avalanche: the squared mini-batch-mean gradient, smaller), so each
     side is compared at its own best strength."""
     lambdas = tuple(float(v) for v in args.ewc_lambdas)
     ours = curriculax_run("ewc", args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda, lambdas,
-                          args.fisher_samples, args.ewc_fisher)
+                          args.fisher_samples, args.ewc_fisher, args.consolidation_size, args.fisher_batch,
+                          args.reset_optimizer)
     theirs = {}
     for lam in lambdas:
-        theirs[str(lam)] = avalanche_run("ewc", args.num_tasks, args.steps_per_task, lam)
-        print(f"ewc lambda {lam:g}: curriculax {ours['by_lambda'][str(lam)]['accuracy']:.3f} +- "
-              f"{ours['by_lambda'][str(lam)]['accuracy_std']:.3f} | avalanche {theirs[str(lam)]['accuracy']:.3f} "
-              f"({theirs[str(lam)]['wall_s']:.0f} s)", flush=True)
+        if args.avalanche_seeds:
+            theirs[str(lam)] = avalanche_seeds("ewc", args, lam)
+        line = (f"ewc lambda {lam:g}: curriculax {ours['by_lambda'][str(lam)]['accuracy']:.3f} +- "
+                f"{ours['by_lambda'][str(lam)]['accuracy_std']:.3f}")
+        if str(lam) in theirs:
+            t = theirs[str(lam)]
+            line += f" | avalanche {t['accuracy']:.3f} +- {t['accuracy_std']:.3f} ({t['wall_s']:.0f} s per seed)"
+        print(line, flush=True)
+    if not theirs:
+        best_ours = max(ours["by_lambda"], key=lambda k: ours["by_lambda"][k]["accuracy"])
+        return {"curriculax": ours, "best_lambda": {"curriculax": best_ours}}
     best_ours = max(ours["by_lambda"], key=lambda k: ours["by_lambda"][k]["accuracy"])
     best_theirs = max(theirs, key=lambda k: theirs[k]["accuracy"])
     per_run = np.mean([t["wall_s"] for t in theirs.values()])
@@ -187,12 +209,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--fisher-samples", type=int, default=200,
                         help="curriculax EWC: examples of each task's 500 consolidation rows in its exact "
                              "Fisher (0: all 500); Avalanche uses all of the task's data")
-    parser.add_argument("--ewc-fisher", default="exact", choices=("exact", "sampled", "empirical"),
-                        help="curriculax EWC's per-sample Fisher (Avalanche's is always its batched one)")
+    parser.add_argument("--ewc-fisher", default="exact", choices=FISHERS,
+                        help="curriculax EWC's Fisher (Avalanche's is always its batched one; 'batched' "
+                             "with --fisher-batch 128 --consolidation-size 4000 --fisher-samples 0 is "
+                             "Avalanche's)")
+    parser.add_argument("--fisher-batch", type=int, default=16,
+                        help="curriculax EWC: rows per Fisher minibatch (for 'batched': the minibatch "
+                             "whose mean gradient is squared)")
+    parser.add_argument("--consolidation-size", type=int, default=500,
+                        help="curriculax: training examples of each task kept for its Fisher (<= 4,000)")
+    parser.add_argument("--reset-optimizer", action="store_true",
+                        help="curriculax: a fresh Adam state at every task, as Avalanche's strategies start")
+    parser.add_argument("--avalanche-seeds", type=int, default=1,
+                        help="Avalanche runs per setting (seed i uses curriculax seed i's permutations); "
+                             "0 runs curriculax only")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args(argv)
     if args.num_tasks < 1 or args.steps_per_task < 1 or args.seeds < 1:
         parser.error("--num-tasks, --steps-per-task and --seeds must be >= 1")
+    if args.avalanche_seeds < 0 or args.fisher_batch < 1 or args.consolidation_size < 1:
+        parser.error("--avalanche-seeds must be >= 0, --fisher-batch and --consolidation-size >= 1")
     # Avalanche trains whole epochs: both sides get the steps of ceil(steps * 128 / N) epochs
     n_train = len(make_stream("permuted", 1).y_train)
     args.steps_per_task = math.ceil(args.steps_per_task * 128 / n_train) * math.ceil(n_train / 128)
@@ -208,13 +244,18 @@ def main(argv=None) -> dict:
         out["ewc_sweep"] = ewc_sweep(args)
     for method in [m for m in args.methods if not (m == "ewc" and args.ewc_lambdas)]:
         ours = curriculax_run(method, args.num_tasks, args.steps_per_task, args.seeds, args.ewc_lambda,
-                              fisher_samples=args.fisher_samples, fisher=args.ewc_fisher)
-        theirs = avalanche_run(method, args.num_tasks, args.steps_per_task, args.ewc_lambda)
-        out[method] = {"curriculax": ours, "avalanche": theirs,
-                       "speedup_5_seeds_vs_1": theirs["wall_s"] / ours["wall_s"]}
-        print(f"{method:9s} curriculax {ours['accuracy']:.3f} +- {ours['accuracy_std']:.3f} "
-              f"({ours['seeds']} seeds, {ours['wall_s']:.1f} s incl. {ours['compile_s']:.1f} s compile) | "
-              f"avalanche {theirs['accuracy']:.3f} (1 seed, {theirs['wall_s']:.1f} s)", flush=True)
+                              fisher_samples=args.fisher_samples, fisher=args.ewc_fisher,
+                              consolidation_size=args.consolidation_size, fisher_batch=args.fisher_batch,
+                              reset_optimizer=args.reset_optimizer)
+        line = (f"{method:9s} curriculax {ours['accuracy']:.3f} +- {ours['accuracy_std']:.3f} "
+                f"({ours['seeds']} seeds, {ours['wall_s']:.1f} s incl. {ours['compile_s']:.1f} s compile)")
+        out[method] = {"curriculax": ours}
+        if args.avalanche_seeds:
+            theirs = avalanche_seeds(method, args, args.ewc_lambda)
+            out[method].update(avalanche=theirs, all_seeds_vs_one_seed_wall=theirs["wall_s"] / ours["wall_s"])
+            line += (f" | avalanche {theirs['accuracy']:.3f} +- {theirs['accuracy_std']:.3f} "
+                     f"({theirs['seeds']} seeds, {theirs['wall_s']:.1f} s per seed)")
+        print(line, flush=True)
     print(json.dumps(out))
     return out
 

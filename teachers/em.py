@@ -22,7 +22,10 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
 * **EM.** As sklearn: at each iteration an E-step (giving the mean log-likelihood of the current
   parameters), an M-step (``nk = sum resp + 10 eps``, weights ``nk / sum nk``, means, full covariances
   plus ``reg_covar`` on the diagonal); stop when the mean log-likelihood changed by less than ``tol``
-  or after ``iters`` iterations. The loop is a ``lax.while_loop``. The returned parameters are those
+  or after ``iters`` iterations. The loop is a ``lax.while_loop`` taking ``EMOptions.unroll`` iterations
+  per step (steps past the stop keep the parameters). The algorithm does not depend on the unroll, but
+  XLA compiles the unrolled body differently, so the float32 rounding, and with it the iteration at
+  which ``tol`` is met, can differ slightly. The returned parameters are those
   after the last M-step and ``mean_loglik`` is evaluated on them (sklearn's ``score``).
 * **Numerics.** float32 (sklearn uses float64). EM runs on the points minus their mean (the means are
   shifted back at the end; likelihoods and covariances do not change), so the M-step can take the
@@ -79,6 +82,7 @@ class EMOptions:
     kmeans_iters: int = 10  # Lloyd steps after k-means++ seeding (replaces sklearn's KMeans)
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
     vmap_chunk: int | None = None  # seeds fitted together under vmap; None: ceil(seeds / 16)
+    unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
 
     def validate(self, owner: str) -> None:
         """Raise ``ValueError`` naming ``owner`` on options EM cannot run with."""
@@ -98,6 +102,8 @@ class EMOptions:
             raise ValueError(f"{owner}: em.criterion must be one of {CRITERIA}, got {self.criterion!r}")
         if self.vmap_chunk is not None and (not is_int(self.vmap_chunk) or self.vmap_chunk < 1):
             raise ValueError(f"{owner}: em.vmap_chunk must be None or an int >= 1, got {self.vmap_chunk!r}")
+        if not is_int(self.unroll) or self.unroll < 1:
+            raise ValueError(f"{owner}: em.unroll must be an int >= 1, got {self.unroll!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,6 +281,24 @@ def _m_step(x, resp, component_mask, reg_covar):
     return weights, means, covs, chol
 
 
+def _while_unrolled(cond, body, init, unroll: int):
+    """``lax.while_loop(cond, body, init)`` taking up to ``unroll`` steps per loop iteration; the
+    steps after ``cond`` turns False keep the carry (the same algorithm; the rounding may differ, see the
+    module docstring). On a GPU each loop iteration waits for its condition on the host, and EM and
+    Lloyd on a few hundred points are bound by that latency."""
+    if unroll == 1:
+        return jax.lax.while_loop(cond, body, init)
+
+    def steps(carry):
+        carry = body(carry)  # cond holds on entry
+        for _ in range(unroll - 1):
+            go = cond(carry)
+            carry = jax.tree.map(lambda new, old: jnp.where(go, new, old), body(carry), carry)
+        return carry
+
+    return jax.lax.while_loop(cond, steps, init)
+
+
 # --------------------------------------------------------------------------------------------------
 # k-means++ seeding and Lloyd steps
 # --------------------------------------------------------------------------------------------------
@@ -326,7 +350,7 @@ def _assign(x, centres, component_mask):
     return jnp.argmin(d2, axis=1)
 
 
-def lloyd(x, w, centres, component_mask, iters: int):
+def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1):
     """At most ``iters`` Lloyd steps (stops when the assignment no longer changes).
 
     An empty cluster keeps its centre. Returns the final hard labels [N].
@@ -353,8 +377,8 @@ def lloyd(x, w, centres, component_mask, iters: int):
         changed = jnp.any((new != labels) & (valid > 0))
         return i + 1, centres, new, changed
 
-    _, _, labels, _ = jax.lax.while_loop(
-        cond, body, (jnp.zeros((), jnp.int32), centres, labels0, jnp.ones((), bool))
+    _, _, labels, _ = _while_unrolled(
+        cond, body, (jnp.zeros((), jnp.int32), centres, labels0, jnp.ones((), bool)), unroll
     )
     return labels
 
@@ -367,7 +391,7 @@ def lloyd(x, w, centres, component_mask, iters: int):
 def _fit_one(key, x, w, k, kmax, options: EMOptions):
     component_mask = jnp.arange(kmax) < k
     centres = kmeans_pp(key, x, w, kmax)
-    labels = lloyd(x, w, centres, component_mask, options.kmeans_iters)
+    labels = lloyd(x, w, centres, component_mask, options.kmeans_iters, options.unroll)
     resp0 = jax.nn.one_hot(labels, kmax, dtype=x.dtype) * w[:, None]
     params0 = _m_step(x, resp0, component_mask, options.reg_covar)
 
@@ -383,7 +407,7 @@ def _fit_one(key, x, w, k, kmax, options: EMOptions):
         return i + 1, params, ll, converged
 
     init = (jnp.zeros((), jnp.int32), params0, jnp.asarray(-jnp.inf, x.dtype), jnp.zeros((), bool))
-    n_iter, params, _, converged = jax.lax.while_loop(cond, body, init)
+    n_iter, params, _, converged = _while_unrolled(cond, body, init, options.unroll)
     mean_ll, _ = _e_step(x, w, params, component_mask)
     weights, means, covs, chol = params
     return weights, means, covs, chol, component_mask, mean_ll, n_iter, converged

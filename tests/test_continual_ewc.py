@@ -66,6 +66,25 @@ def test_empirical_fisher_is_per_sample_and_sampled_fisher_is_unbiased():
     np.testing.assert_allclose(np.asarray(Fs["b"]), np.asarray(Fe["b"]), rtol=0.1, atol=5e-3)
 
 
+def test_batched_fisher_is_the_mean_of_squared_minibatch_mean_gradients():
+    """Avalanche's estimate: each minibatch's mean gradient squared, averaged over the minibatches
+    that hold a valid row (a partial last minibatch averages its valid rows only)."""
+    params, data = _problem(n=22)
+    mask = jnp.ones(22, bool).at[20:].set(False)  # 20 valid rows: batches of 8, 8 and 4 valid
+    F = diagonal_fisher(log_probs, params, data, data.y, mask, jax.random.PRNGKey(0), "batched", batch_size=8)
+    p = jax.nn.softmax(linear(params, data.x))
+    g_b = np.asarray(jax.nn.one_hot(data.y, 3) - p)  # per-row d log p_y / d b
+    g_w = np.asarray(data.x)[:, :, None] * g_b[:, None, :]
+    batches = [slice(0, 8), slice(8, 16), slice(16, 20)]
+    np.testing.assert_allclose(np.asarray(F["b"]), np.mean([g_b[b].mean(0) ** 2 for b in batches], 0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(F["W"]), np.mean([g_w[b].mean(0) ** 2 for b in batches], 0), rtol=1e-5,
+                               atol=1e-8)
+    # with one row per minibatch it is the per-sample empirical Fisher
+    F1 = diagonal_fisher(log_probs, params, data, data.y, mask, jax.random.PRNGKey(0), "batched", batch_size=1)
+    Fe = diagonal_fisher(log_probs, params, data, data.y, mask, jax.random.PRNGKey(0), "empirical", batch_size=2)
+    np.testing.assert_allclose(np.asarray(F1["W"]), np.asarray(Fe["W"]), rtol=1e-5, atol=1e-8)
+
+
 def _task_loss(params, batch, key):
     logp = jax.nn.log_softmax(linear(params, batch.x))
     return -jnp.take_along_axis(logp, batch.y[:, None], 1).mean(), {}
@@ -154,4 +173,4 @@ def test_l2_penalty_and_a_vmapped_strength_sweep():
 
 def test_unknown_fisher_is_refused():
     with pytest.raises(ValueError, match="unknown Fisher"):
-        ewc(linear, log_probs, fisher="batched")
+        ewc(linear, log_probs, fisher="fisherman")

@@ -68,3 +68,20 @@ def test_registry_refuses_unknown_learners_and_missing_pieces():
         make_learner("ewc", spec)
     with pytest.raises(ValueError, match="replay-kind"):
         make_learner("replay", spec, LearnerOptions(replay_kind="lru"))
+
+
+def test_reset_optimizer_starts_each_task_with_a_fresh_adam_state():
+    """With reset_optimizer the state after a task boundary is Adam's initial one (count 0, zero
+    moments) at the trained parameters; without it the moments carry over."""
+    stream = make_stream("split_task", num_tasks=2)
+    for reset in (True, False):
+        config = SupervisedConfig(steps_per_task=3, batch_size=8, hidden=(6,), consolidation_size=12,
+                                  reset_optimizer=reset)
+        trainer = make_train(config, stream, supervised_learner("finetune", LearnerOptions(), stream, config))
+        state = trainer.init(jax.random.PRNGKey(0))
+        state, _ = trainer.train_chunk(state, 3)
+        state = trainer.after_chunk(state, jnp.int32(0))  # end of task 0
+        adam = state.opt_state[0]
+        assert int(adam.count) == (0 if reset else 3)
+        moments = max(float(jnp.max(jnp.abs(m))) for m in jax.tree.leaves(adam.mu))
+        assert (moments == 0.0) if reset else (moments > 0.0)

@@ -221,3 +221,37 @@ def test_a_shift_of_the_points_shifts_the_means_only():
     ref = GaussianMixture(3, covariance_type="full", random_state=0).fit(x.astype(np.float64) + 50.0)
     ours = np.sort(np.asarray(far.covs[i, :3, 0, 0]))
     np.testing.assert_allclose(ours, np.sort(ref.covariances_[:, 0, 0]), rtol=5e-2)
+
+
+def test_unrolled_while_takes_the_same_steps_as_while_loop():
+    """Several steps per loop iteration, the ones past the stop keeping the carry: the same result as
+    lax.while_loop on an exact (integer) loop, under vmap too (lanes stopping at different steps)."""
+    def cond(c):
+        return (c[0] != 1) & (c[1] < 200)
+
+    def body(c):
+        n, i = c
+        return jnp.where(n % 2 == 0, n // 2, 3 * n + 1), i + 1
+
+    starts = jnp.arange(1, 40, dtype=jnp.int32)
+    want = jax.vmap(lambda n: jax.lax.while_loop(cond, body, (n, jnp.int32(0))))(starts)
+    for unroll in (1, 2, 3, 8):
+        got = jax.vmap(lambda n: G._while_unrolled(cond, body, (n, jnp.int32(0)), unroll))(starts)
+        np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+
+
+def test_em_unroll_option_runs_the_same_algorithm():
+    """EM with 4 iterations per loop step: the same iteration counts up to rounding (XLA compiles the
+    unrolled body differently), the same selected k on separated clusters, and refused if < 1."""
+    import dataclasses
+    key = jax.random.PRNGKey(0)
+    centres = jnp.asarray([[0.1, 0.1], [0.9, 0.2], [0.5, 0.9]])
+    x = (centres[jnp.arange(150) % 3] + 0.03 * jax.random.normal(key, (150, 2)))
+    mask = jnp.ones(150, bool)
+    fits = [G.fit_and_select(jax.random.key(1), x, mask, tuple(range(2, 7)),
+                             dataclasses.replace(G.EMOptions(), unroll=u)) for u in (1, 4)]
+    assert int(fits[0].k) == int(fits[1].k) == 3
+    np.testing.assert_allclose(float(fits[0].mean_loglik), float(fits[1].mean_loglik), rtol=1e-4)
+    with pytest.raises(ValueError, match="unroll"):
+        dataclasses.replace(G.EMOptions(), unroll=0).validate("test")

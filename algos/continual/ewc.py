@@ -9,10 +9,14 @@ of each task, in one of the variants of van de Ven (``GMvandeVen/continual-learn
 
 * ``exact``:     F_i = mean_x sum_y p(y|x) (d log p(y|x) / d theta_i)^2  (every label, weighted);
 * ``sampled``:   one y ~ p(.|x) per x;
-* ``empirical``: the observed label (the ground truth; in RL the action taken).
+* ``empirical``: the observed label (the ground truth; in RL the action taken);
+* ``batched``:   the square of each *minibatch-mean* gradient of the observed labels' log-likelihood,
+  averaged over the minibatches (``fisher_batch`` rows each). This underestimates the Fisher, but it
+  is what Avalanche's ``EWCPlugin`` (``avalanche/training/plugins/ewc.py``, over the experience's
+  training data in minibatches of ``train_mb_size``) and SequeL's JAX EWC compute; it is here to run
+  their EWC as they do.
 
-Each sample's gradient is squared on its own (not the square of a minibatch-mean gradient, which
-underestimates the Fisher). An optional ``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2,
+In the first three each sample's gradient is squared on its own. An optional ``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2,
 the Fisher of a unit-variance Gaussian output (a critic, as Continual World's ``regularize_critic``).
 ``lambda`` is ``state.strength`` (an array: vmappable).
 
@@ -34,7 +38,7 @@ from flax import struct
 
 from algos.learner import Learner
 
-FISHERS = ("exact", "sampled", "empirical")
+FISHERS = ("exact", "sampled", "empirical", "batched")
 
 # log_probs(params, sample) -> [K] log-probabilities of one sample (no batch axis)
 LogProbs = Callable[[Any, Any], jax.Array]
@@ -58,7 +62,8 @@ def diagonal_fisher(
     value_fn: Callable[[Any, Any], jax.Array] | None = None,
     batch_size: int = 16,
 ) -> Any:
-    """The diagonal Fisher (a pytree like ``params``), averaged over the rows with ``mask``."""
+    """The diagonal Fisher (a pytree like ``params``), averaged over the rows with ``mask`` (for
+    ``batched``: over the ``batch_size``-row minibatches that hold any)."""
     if kind not in FISHERS:
         raise ValueError(f"unknown Fisher {kind!r}; known: {list(FISHERS)}")
     n = labels.shape[0]
@@ -87,12 +92,32 @@ def diagonal_fisher(
     chunks = lambda a: a.reshape((-1, batch_size) + a.shape[1:])
     xs = (jax.tree.map(chunks, samples), chunks(labels), chunks(mask.astype(jnp.float32)), chunks(keys))
 
-    def body(total, inp):
-        f = jax.vmap(one)(*inp)
-        return jax.tree.map(lambda t, b: t + b.sum(0), total, f), None
+    def batch_mean_squared(sample, label, ok, k):
+        """(d/dtheta mean over the batch's valid rows of log p(y|x))^2, and 1 if the batch has any."""
+        del k
+        n_ok = jnp.sum(ok)
 
-    total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), xs)
-    count = jnp.maximum(mask.sum(), 1).astype(jnp.float32)
+        def mean_log_lik(q):
+            ll = jax.vmap(lambda x, y: log_probs(q, x)[y])(sample, label)
+            return jnp.sum(ll * ok) / jnp.maximum(n_ok, 1.0)
+
+        f = sq(jax.grad(mean_log_lik)(params))
+        if value_fn is not None:
+            f = jax.tree.map(jnp.add, f, sq(jax.grad(
+                lambda q: jnp.sum(jax.vmap(lambda x: value_fn(q, x))(sample) * ok) / jnp.maximum(n_ok, 1.0))(params)))
+        return f, (n_ok > 0).astype(jnp.float32)
+
+    def body(carry, inp):
+        total, count = carry
+        if kind == "batched":
+            f, c = batch_mean_squared(*inp)
+            return (jax.tree.map(jnp.add, total, f), count + c), None
+        f = jax.vmap(one)(*inp)
+        return (jax.tree.map(lambda t, b: t + b.sum(0), total, f), count), None
+
+    (total, batches), _ = jax.lax.scan(body, (jax.tree.map(jnp.zeros_like, params), jnp.zeros(())), xs)
+    count = batches if kind == "batched" else mask.sum().astype(jnp.float32)
+    count = jnp.maximum(count, 1.0)
     return jax.tree.map(lambda t: t / count, total)
 
 
