@@ -16,9 +16,9 @@ of each task, in one of the variants of van de Ven (``GMvandeVen/continual-learn
   training data in minibatches of ``train_mb_size``) and SequeL's JAX EWC compute; it is here to run
   their EWC as they do.
 
-In the first three each sample's gradient is squared on its own. An optional ``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2,
-the Fisher of a unit-variance Gaussian output (a critic, as Continual World's ``regularize_critic``).
-``lambda`` is ``state.strength`` (an array: vmappable).
+In the first three each sample's gradient is squared on its own. An optional
+``value_fn(params, sample) -> scalar`` adds (dV/dtheta)^2, the Fisher of a unit-variance Gaussian
+output (a critic, as Continual World's ``regularize_critic``). ``lambda`` is ``state.strength`` (an array: vmappable).
 
 The sum over earlier tasks is one quadratic: sum_k F_k (theta - theta*_k)^2 = A (theta - m)^2 + R per
 parameter, with A = sum_k F_k, m = sum_k F_k theta*_k / A and R = sum_k F_k (theta*_k - m)^2. ``end_task``
@@ -101,10 +101,12 @@ def diagonal_fisher(
             ll = jax.vmap(lambda x, y: log_probs(q, x)[y])(sample, label)
             return jnp.sum(ll * ok) / jnp.maximum(n_ok, 1.0)
 
+        def mean_value(q):
+            return jnp.sum(jax.vmap(lambda x: value_fn(q, x))(sample) * ok) / jnp.maximum(n_ok, 1.0)
+
         f = sq(jax.grad(mean_log_lik)(params))
         if value_fn is not None:
-            f = jax.tree.map(jnp.add, f, sq(jax.grad(
-                lambda q: jnp.sum(jax.vmap(lambda x: value_fn(q, x))(sample) * ok) / jnp.maximum(n_ok, 1.0))(params)))
+            f = jax.tree.map(jnp.add, f, sq(jax.grad(mean_value)(params)))
         return f, (n_ok > 0).astype(jnp.float32)
 
     def body(carry, inp):
