@@ -14,7 +14,8 @@ lambda / 2`` since its penalty has no 1/2, and its own batched empirical Fisher 
 data), replay (a buffer of 1,000 examples; curriculax: reservoir, 64 replayed per step; Avalanche
 ``Replay(mem_size=1000)``, its default experience-balanced storage). Reported: the stream's final
 average accuracy (mean over tasks after the last one) and wall time: curriculax's ``seeds`` seeds in
-one vmapped program (with and without compilation) against Avalanche's one seed. ``--ewc-lambdas``
+one vmapped program (with and without compilation) against Avalanche's time per seed
+(``--avalanche-seeds`` runs, one after another; 0 runs curriculax only). ``--ewc-lambdas``
 runs EWC on a grid of strengths on both sides (curriculax's whole grid x seeds in one vmapped program)
 and compares each side at its best strength: lambda is not transferable between Fisher variants.
 
@@ -184,10 +185,9 @@ def ewc_sweep(args) -> dict:
             t = theirs[str(lam)]
             line += f" | avalanche {t['accuracy']:.3f} +- {t['accuracy_std']:.3f} ({t['wall_s']:.0f} s per seed)"
         print(line, flush=True)
-    if not theirs:
-        best_ours = max(ours["by_lambda"], key=lambda k: ours["by_lambda"][k]["accuracy"])
-        return {"curriculax": ours, "best_lambda": {"curriculax": best_ours}}
     best_ours = max(ours["by_lambda"], key=lambda k: ours["by_lambda"][k]["accuracy"])
+    if not theirs:
+        return {"curriculax": ours, "best_lambda": {"curriculax": best_ours}}
     best_theirs = max(theirs, key=lambda k: theirs[k]["accuracy"])
     per_run = np.mean([t["wall_s"] for t in theirs.values()])
     print(f"ewc best: curriculax {ours['by_lambda'][best_ours]['accuracy']:.3f} (lambda {best_ours}; "
@@ -207,8 +207,8 @@ def main(argv=None) -> dict:
                         help="EWC on a grid of strengths instead of --ewc-lambda, on both sides: curriculax "
                              "in one vmapped program, Avalanche one run per strength; each side's best")
     parser.add_argument("--fisher-samples", type=int, default=200,
-                        help="curriculax EWC: examples of each task's 500 consolidation rows in its exact "
-                             "Fisher (0: all 500); Avalanche uses all of the task's data")
+                        help="curriculax EWC: examples of each task's --consolidation-size rows in its "
+                             "Fisher (0: all of them); Avalanche uses all of the task's data")
     parser.add_argument("--ewc-fisher", default="exact", choices=FISHERS,
                         help="curriculax EWC's Fisher (Avalanche's is always its batched one; 'batched' "
                              "with --fisher-batch 128 --consolidation-size 4000 --fisher-samples 0 is "
