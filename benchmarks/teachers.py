@@ -7,6 +7,7 @@ with ``--ppo``, each teacher's cost inside PPO next to no teacher, in the same r
 ``cartpole_tasks`` (``cpu``: 8 seeds x 4 envs x 131,072 steps per seed; ``gpu``: 512 seeds x 4 envs x
 499,712 steps per seed; ``--seeds`` / ``--steps`` override), each teacher (``none`` = the default task,
 no teacher) compiled ahead of time and timed (best of 2); ``cost_pct`` = 1 - steps/s / no teacher's.
+``--refit-periods 1 8`` runs ALP-GMM and Covar-GMM once per ``refit_period`` (:mod:`teachers.gmm`).
 ALP-GMM is sized to the run (``max_episodes`` = steps per seed).
 
 Uses the experiment's own per-seed chunk function (:func:`experiments.hypercube.make_seed_fns`): one
@@ -94,8 +95,13 @@ PPO_PRESETS = {"cpu": (8, 4, 131_072), "gpu": (512, 4, 499_712)}  # seeds, envs,
 PPO_TEACHERS = ("none", "random", "alp_gmm", "covar_gmm", "riac")
 
 
-def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2) -> dict:
-    """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run."""
+GMM_TEACHERS = ("alp_gmm", "covar_gmm")
+
+
+def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2,
+              refit_periods: tuple[int, ...] = (1,)) -> dict:
+    """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run; the GMM
+    teachers once per ``refit_periods`` entry."""
     from algos.ppo import PPOConfig, make_train
     from envs.registry import make_task_env
     from teachers.registry import make_teacher
@@ -105,8 +111,12 @@ def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2) -> 
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     total = seeds * config.num_updates * config.steps_per_update
     rows = []
-    for name in teachers:
-        teacher = None if name == "none" else make_teacher(name, task_env.task_space, max_episodes=steps)
+    arms = [(name, period) for name in teachers
+            for period in (refit_periods if name in GMM_TEACHERS else (None,))]
+    for name, period in arms:
+        options = {} if period is None else {"refit_period": period}
+        teacher = (None if name == "none"
+                   else make_teacher(name, task_env.task_space, max_episodes=steps, **options))
         trainer = make_train(config, task_env, teacher)
         fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum()))
         t0 = time.perf_counter()
@@ -117,12 +127,13 @@ def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2) -> 
             t1 = time.perf_counter()
             episodes = jax.block_until_ready(compiled(keys))
             best = min(best, time.perf_counter() - t1)
-        rows.append({"teacher": name, "compile_s": round(compile_s, 2), "run_s": round(best, 3),
+        rows.append({"teacher": name, "refit_period": period, "compile_s": round(compile_s, 2), "run_s": round(best, 3),
                      "steps_per_s": round(total / best), "episodes_per_seed": float(np.mean(episodes))})
         base = rows[0]["steps_per_s"] if rows[0]["teacher"] == "none" else None
         r = rows[-1]
         r["cost_pct"] = None if base is None else round(100 * (1 - r["steps_per_s"] / base), 1)
-        print(f"{name:<10} compile {r['compile_s']:7.1f} s  run {r['run_s']:8.3f} s  "
+        label = name if period is None else f"{name}/{period}"
+        print(f"{label:<12} compile {r['compile_s']:7.1f} s  run {r['run_s']:8.3f} s  "
               f"{r['steps_per_s'] / 1e6:8.3f}M steps/s  cost {r['cost_pct']} %", flush=True)
     return {"benchmark": "teachers_in_ppo", "env": "cartpole_tasks", "seeds": seeds, "envs": envs,
             "steps_per_seed": config.num_updates * config.steps_per_update,
@@ -135,6 +146,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ppo", action="store_true", help="time each teacher inside PPO (cartpole_tasks)")
     parser.add_argument("--preset", choices=sorted(PPO_PRESETS), default="cpu", help="--ppo sizes")
     parser.add_argument("--steps", type=int, default=None, help="--ppo: steps per seed")
+    parser.add_argument("--refit-periods", type=int, nargs="+", default=[1],
+                        help="--ppo: each GMM teacher once per refit_period (update calls per refit)")
     parser.add_argument("--teachers", nargs="+", default=None, choices=["none", *ALL_TEACHERS])
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None,
@@ -148,7 +161,10 @@ def main(argv=None) -> dict:
         steps = args.steps or steps
         if seeds < 1 or steps < envs * 128:
             raise ValueError("--seeds must be >= 1 and --steps at least one update (4 x 128)")
-        out = bench_ppo(args.teachers or PPO_TEACHERS, seeds, envs, steps)
+        if min(args.refit_periods) < 1:
+            raise ValueError("--refit-periods must all be >= 1")
+        out = bench_ppo(args.teachers or PPO_TEACHERS, seeds, envs, steps,
+                        refit_periods=tuple(args.refit_periods))
         print(json.dumps(out))
         return out
     args.teachers = args.teachers or list(ALL_TEACHERS)

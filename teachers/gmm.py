@@ -25,6 +25,15 @@ JAX port (batched, masked, fixed shapes):
   ``random_state``), so only the last fit of a batch matters and it is the same (the ring holds the
   last ``2 fit_rate`` rows, which always contain that window, whatever the batch size).
 * Under ``vmap`` over seeds only the seeds that refit run EM (:func:`teachers.em.refit`).
+* ``refit_period`` M (default 1, the behaviour above) lets only every M-th ``update`` call refit, on
+  the window ending at the last multiple of ``fit_rate`` reached by then: the same mixtures as M = 1,
+  each adopted up to M - 1 calls later (and a multiple that a later one passes before the next
+  opportunity is skipped, as within one batch). Every call counts, even one with no valid rows, so
+  seeds updated in lockstep stay aligned; with M > 1 a call therefore changes the state even when
+  every row is masked. Why: on a GPU a refit costs its latency (about a
+  hundred dependent EM loop steps), not its arithmetic. Seeds vmapped in PPO drift apart, so with
+  M = 1 nearly every update has some seed refitting; with M > 1 the seeds due in M updates refit
+  together in one chunk, and one latency is paid per M updates.
 * ``normalise_tasks=True`` (default) maps tasks to [0, 1]^d inside the teacher: distances, the GMM and
   the clipping work in the unit cube. TDRL (and TeachMyAgent) use raw task units;
   ``normalise_tasks=False`` reproduces that. The two coincide on unit boxes (the hypercube).
@@ -61,6 +70,7 @@ class GMMTeacherConfig:
     n_bootstrap: int | None = None  # uniform episodes before the first fit; None -> fit_rate
     normalise_tasks: bool = True  # work in [0, 1]^d; False = raw task units (TDRL parity)
     em: EMOptions = EMOptions()  # EM and model selection (sklearn's defaults)
+    refit_period: int = 1  # update calls per refit opportunity; 1 = exact (see the module docstring)
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -73,7 +83,10 @@ class GMMTeacherConfig:
     def exact_block(self) -> int:
         """Episodes per sample/update block that equal one episode at a time (blocks aligned on
         multiples of it): the largest divisor of both ``fit_rate`` and ``n_bootstrap`` (the mixture
-        only changes at refits, and the batched rows equal the sequential ones)."""
+        only changes at refits, and the batched rows equal the sequential ones). With ``refit_period``
+        > 1 the refits depend on the number of calls, so no block larger than one is claimed."""
+        if self.refit_period != 1:
+            return 1
         return math.gcd(self.fit_rate, self.bootstrap) if self.bootstrap else self.fit_rate
 
     def validate(self, owner: str, task_space: TaskSpace) -> None:
@@ -84,13 +97,15 @@ class GMMTeacherConfig:
 
         if task_space.is_discrete:
             raise ValueError(f"{owner}: needs a continuous box task space, got a discrete one")
-        for field in ("fit_rate", "k_min", "k_max"):
+        for field in ("fit_rate", "k_min", "k_max", "refit_period"):
             if not is_int(getattr(self, field)):
                 raise ValueError(f"{owner}: {field} must be an int, got {getattr(self, field)!r}")
         if self.k_min < 1:
             raise ValueError(f"{owner}: k_min must be >= 1, got {self.k_min}")
         if self.k_max < self.k_min:
             raise ValueError(f"{owner}: k_max must be >= k_min (inclusive range), got {self.k_min}..{self.k_max}")
+        if self.refit_period < 1:
+            raise ValueError(f"{owner}: refit_period must be >= 1, got {self.refit_period}")
         if self.fit_rate < max(self.k_max, 2):
             raise ValueError(
                 f"{owner}: fit_rate ({self.fit_rate}) must be >= k_max ({self.k_max}) and >= 2: each "
@@ -132,6 +147,8 @@ class GMMTeacherState:
     gmm: E.GMM  # current mixture (padded to k_max); valid iff has_gmm
     has_gmm: jax.Array  # [] bool
     n_fits: jax.Array  # [] int32, refits done so far
+    updates: jax.Array  # [] int32, update calls so far (counted only when refit_period > 1)
+    fitted_to: jax.Array  # [] int32, end of the last window considered for a refit (a multiple of fit_rate)
     fit_seed: jax.Array  # [] uint32, seed of the (fixed) fit key
     aux: Any  # the teacher's own state (ALP-GMM: its ALP history)
     inputs: InputCounts  # bad input received (teachers.base)
@@ -186,6 +203,8 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
             gmm=E.empty_gmm(config.k_max, d + model.columns),
             has_gmm=jnp.zeros((), bool),
             n_fits=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            fitted_to=jnp.zeros((), jnp.int32),
             fit_seed=jax.random.bits(k_fit, (), jnp.uint32),
             aux=model.init(k_aux),
             inputs=InputCounts.zeros(),
@@ -198,14 +217,18 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
         count_after = count + jnp.sum(mask.astype(jnp.int32))
         aux, columns = model.rows(state.aux, units, scores, mask, count)
         rows = ring_write(state.rows, count, jnp.concatenate([units, columns], axis=1), mask)
-        # Refit on the window ending at the last multiple of fit_rate crossed by this batch.
+        # Refit on the window ending at the last multiple of fit_rate crossed since the last
+        # opportunity (every update call when refit_period is 1: the multiple this batch crossed).
         last = (count_after // fit_rate) * fit_rate
-        fitted = (last > count) & (last >= n_bootstrap) & (last >= fit_rate)
+        opportunity = state.updates % config.refit_period == 0
+        fitted = opportunity & (last > state.fitted_to) & (last >= n_bootstrap) & (last >= fit_rate)
         gmm, good = E.refit(state.fit_seed, ring_window(rows, last, fit_rate), fitted, state.gmm,
                             ks, config.em, aicc_dim=d)
         return state.replace(
             rows=rows, episodes=count_after, gmm=gmm, has_gmm=state.has_gmm | good,
-            n_fits=state.n_fits + good.astype(jnp.int32), aux=aux,
+            n_fits=state.n_fits + good.astype(jnp.int32),
+            updates=state.updates + 1 if config.refit_period > 1 else state.updates,
+            fitted_to=jnp.where(opportunity, last, state.fitted_to), aux=aux,
         )
 
     @checked_sample(model.name)

@@ -36,3 +36,35 @@ def test_refit_exactly_at_multiples_of_fit_rate(name, config):
         if crossed:  # a fresh fit on the fit_rate rows ending at the multiple crossed
             chex.assert_trees_all_close(state.gmm, tj.window_fit(state), rtol=1e-5, atol=1e-5)
     assert fits >= 2
+
+
+@pytest.mark.parametrize("name,config", [CASES[0], CASES[2]], ids=["alp_gmm", "covar_gmm"])
+def test_refit_period_adopts_the_same_mixtures_later(name, config):
+    """With refit_period 3 only every third call refits, on the window ending at the last multiple
+    reached: at such a call the mixture equals the exact (period 1) teacher's after the same rows;
+    between them it stays the one of the last opportunity."""
+    exact, late = jitted(name, config), jitted(name, dataclasses.replace(config, refit_period=3))
+    s1, s3 = exact.t.init(jax.random.key(0)), late.t.init(jax.random.key(0))
+    held, fits, opportunities_with_a_fit = s3.gmm, 0, 0
+    for call, (tasks, scores, mask) in enumerate(random_batches(3, 18, 16, p_valid=0.5)):
+        before = int(s3.fitted_to)
+        s1, s3 = exact.update(s1, tasks, scores, mask), late.update(s3, tasks, scores, mask)
+        chex.assert_trees_all_equal(s3.rows, s1.rows)
+        last = (int(s3.episodes) // config.fit_rate) * config.fit_rate
+        if call % 3 == 0:
+            assert int(s3.fitted_to) == last
+            if last > before and last >= config.bootstrap:
+                fits += 1
+                opportunities_with_a_fit += 1
+                chex.assert_trees_all_close(s3.gmm, s1.gmm, rtol=1e-5, atol=1e-5)
+                held = s3.gmm
+        else:
+            assert int(s3.fitted_to) == before
+        chex.assert_trees_all_equal(s3.gmm, held)
+        assert int(s3.n_fits) == fits
+    assert opportunities_with_a_fit >= 2 and int(s1.n_fits) > fits  # some multiples were skipped
+
+
+def test_refit_period_is_checked():
+    with pytest.raises(ValueError, match="alp_gmm: refit_period must be >= 1"):
+        jitted("alp_gmm", dataclasses.replace(ALP, refit_period=0))
