@@ -268,7 +268,9 @@ def _m_step(x, resp, component_mask, reg_covar):
     # sum_n r (x - m)(x - m)^T = S - (2 nk - sum_n r) m m^T with m = sum_n r x / nk, exactly;
     # fit_gmms centres the points, which keeps the subtraction accurate.
     xx = (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], dim * dim)
-    stats = resp.T @ jnp.concatenate([jnp.ones_like(x[:, :1]), x, xx], axis=1)  # [kmax, 1 + D + D^2]
+    # HIGHEST: a GPU's default float32 product (TF32, 10-bit mantissa) loses the cancellation above
+    feats = jnp.concatenate([jnp.ones_like(x[:, :1]), x, xx], axis=1)
+    stats = jnp.matmul(resp.T, feats, precision=jax.lax.Precision.HIGHEST)  # [kmax, 1 + D + D^2]
     nk = stats[:, 0] + 10.0 * eps  # [kmax]
     means = stats[:, 1:dim + 1] / nk[:, None]  # [kmax, D]
     second = stats[:, dim + 1:].reshape(-1, dim, dim) / nk[:, None, None]
@@ -361,7 +363,7 @@ def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1):
     def update_centres(labels, centres):
         onehot = jax.nn.one_hot(labels, kmax, dtype=x.dtype) * valid[:, None]
         counts = jnp.sum(onehot, axis=0)
-        sums = onehot.T @ x
+        sums = jnp.matmul(onehot.T, x, precision=jax.lax.Precision.HIGHEST)
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centres)
 
     labels0 = _assign(x, centres, component_mask)
@@ -609,10 +611,14 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
 # --------------------------------------------------------------------------------------------------
 
 
-def sample_gmm_component(key: jax.Array, gmm: GMM, j: jax.Array) -> jax.Array:
-    """One draw ``x ~ N(mean_j, cov_j)`` [D] from component ``j``."""
-    z = jax.random.normal(key, (gmm.means.shape[-1],), gmm.means.dtype)
-    return gmm.means[j] + gmm.chol[j] @ z
+def sample_gmm_components(key: jax.Array, gmm: GMM, comps: jax.Array) -> jax.Array:
+    """One draw ``x_i ~ N(mean_j, cov_j)`` per component index ``j = comps[i]``. Returns [n, D].
+
+    One normal draw for the whole batch, not a key per row: sampling runs for every environment slot
+    of every PPO update, and per-row keys multiplied its random-number work several times."""
+    z = jax.random.normal(key, comps.shape + gmm.means.shape[-1:], gmm.means.dtype)
+    return gmm.means[comps] + jnp.einsum("nij,nj->ni", gmm.chol[comps], z,
+                                         precision=jax.lax.Precision.HIGHEST)
 
 
 def choose_components(
@@ -621,15 +627,19 @@ def choose_components(
     """``n`` component indices, each with probability ``max(score_j, 0) / sum`` over valid components.
 
     Uniform over valid components when every (clamped) score is 0 (TDRL ``proportional_choice``).
+    Inverse CDF from one uniform number per draw (a categorical would draw one per component).
     """
     s = jnp.where(component_mask, jnp.maximum(jnp.nan_to_num(scores), 0.0), 0.0)
     p = jnp.where(jnp.sum(s) > 0, s, component_mask.astype(s.dtype))
-    logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-    return jax.random.categorical(key, logits, shape=(n,))
+    c = jnp.cumsum(p)
+    u = jax.random.uniform(key, (n,), c.dtype) * c[-1]
+    idx = jnp.sum(c[None, :] <= u[:, None], axis=1)
+    last_pos = jnp.max(jnp.where(p > 0, jnp.arange(p.shape[0]), -1))
+    return jnp.minimum(idx, last_pos)
 
 
 def sample_gmm(key: jax.Array, gmm: GMM, n: int) -> jax.Array:
     """``n`` draws [n, D] from the mixture (components chosen by the mixture weights)."""
     kc, kx = jax.random.split(key)
     comps = choose_components(kc, gmm.weights, gmm.component_mask, n)
-    return jax.vmap(sample_gmm_component, in_axes=(0, None, 0))(jax.random.split(kx, n), gmm, comps)
+    return sample_gmm_components(kx, gmm, comps)

@@ -237,7 +237,7 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
         uniform = task_space.sample_uniform(k_uniform, n)
         gmm = state.gmm
         comps = E.choose_components(k_comp, model.component_score(gmm), gmm.component_mask, n)
-        x = jax.vmap(E.sample_gmm_component, in_axes=(0, None, 0))(jax.random.split(k_x, n), gmm, comps)
+        x = E.sample_gmm_components(k_x, gmm, comps)
         from_gmm = (state.has_gmm & (state.episodes >= n_bootstrap)
                     & (jax.random.uniform(k_use, (n,)) >= config.random_task_ratio))
         tasks = task_space.clip(from_units(jnp.clip(x[:, :d], low, high)))

@@ -150,9 +150,7 @@ def test_choose_components_and_sampling():
     # draws from one component have its mean and covariance
     x, _ = _mixture_data(4, 400)
     gmm = G.select(_fit_2to6(jax.random.key(2), x, np.ones(400, bool)), "bic")
-    draws = jax.vmap(G.sample_gmm_component, in_axes=(0, None, None))(
-        jax.random.split(key, 5000), gmm, 1
-    )
+    draws = G.sample_gmm_components(key, gmm, jnp.ones(5000, jnp.int32))
     np.testing.assert_allclose(np.mean(draws, 0), gmm.means[1], atol=0.05)
     np.testing.assert_allclose(np.cov(np.asarray(draws).T), gmm.covs[1], atol=0.05)
 
