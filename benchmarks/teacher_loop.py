@@ -7,9 +7,11 @@ Each update of :func:`algos.ppo.make_train` calls the teacher twice: ``sample(st
 task per environment slot of the rollout, ``rows`` = num_envs x num_steps) and ``update(state, tasks,
 scores, mask)`` with one row per slot, of which only the slots where an episode ended are valid. This
 benchmark runs exactly that, without the environment or the network: ``jax.jit(jax.vmap(run))`` over
-``--seeds`` seeds, ``run`` a ``lax.scan`` over ``--updates`` updates, ``--episodes`` valid rows per
-update at random slots (PPO's real rate on ``cartpole_tasks`` at the GPU preset is about 2), random
-scores, the tasks the teacher sampled. ``--parts sample`` times ``sample`` alone, ``update`` times
+``--seeds`` seeds, ``run`` a ``lax.scan`` over ``--updates`` updates, each slot valid with
+probability ``--episodes / --rows`` (``--episodes`` valid rows per update on average: PPO's rate on
+``cartpole_tasks`` at the GPU preset is about 2; the counts differ between seeds, so the seeds drift
+apart and their refits fall in different updates, as in PPO), random scores, the tasks the teacher
+sampled. ``--parts sample`` times ``sample`` alone, ``update`` times
 ``update`` alone (tasks uniform), ``both`` the pair. The GMM teachers run once per ``--refit-periods``
 entry; ALP-GMM's history is sized to the run (``rows x updates`` episodes, as in PPO). Reported: ms
 per update (best of 2 after compiling ahead of time) and the fits done per seed. The last line printed
@@ -48,8 +50,7 @@ def make_run(teacher, rows: int, updates: int, episodes: int, part: str):
                 state, tasks = teacher.sample(state, k_sample, rows)
             if part == "sample":
                 return state, jnp.sum(tasks)  # every task is used (nothing left to dead-code removal)
-            slots = jax.random.choice(k_slots, rows, (episodes,), replace=False)
-            mask = jnp.zeros((rows,), bool).at[slots].set(True)
+            mask = jax.random.uniform(k_slots, (rows,)) < episodes / rows
             scores = jax.random.uniform(k_scores, (rows,))
             return teacher.update(state, tasks, scores, mask), jnp.sum(tasks)
 
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=512)
     parser.add_argument("--rows", type=int, default=512, help="slots per update (num_envs x num_steps)")
     parser.add_argument("--updates", type=int, default=976)
-    parser.add_argument("--episodes", type=int, default=2, help="valid rows per update")
+    parser.add_argument("--episodes", type=float, default=2.0, help="valid rows per update (mean)")
     parser.add_argument("--teachers", nargs="+", default=["random", *GMM_TEACHERS], choices=sorted(TEACHERS))
     parser.add_argument("--refit-periods", type=int, nargs="+", default=[1])
     parser.add_argument("--parts", nargs="+", default=["both"], choices=PARTS)
