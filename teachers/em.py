@@ -42,11 +42,11 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
   ``lax.cond``; under ``vmap`` a plain ``cond`` would become a select that runs EM for every seed at
   every call, so :func:`refit` has its own batching rule: the seeds that fit are gathered into chunks
   of ``EMOptions.vmap_chunk`` and only those chunks run EM (the result of each seed is the same as
-  without ``vmap``). A chunk's cost on a GPU is its latency (about a hundred dependent loop steps),
-  nearly independent of its width, so with ``EMOptions.wide_pass`` (default: on any backend but the
-  CPU) a call where more seeds are due than one chunk holds fits all seeds in one pass of full width
-  (the seeds not due masked out) instead of several chunks one after another; on a CPU, where the cost
-  is arithmetic, masked lanes would be waste.
+  without ``vmap``). With ``EMOptions.wide_pass`` a call where more seeds are due than one chunk holds
+  fits all seeds in one pass of full width (the seeds not due masked out) instead of several chunks
+  one after another: on a GPU a chunk costs its latency (about a hundred dependent loop steps) more
+  than its width. Off by default: inside PPO on an H200 it did not measurably help, and on a CPU,
+  where the cost is arithmetic, the masked lanes are waste.
 
 Model selection (sklearn's definitions, ``D`` = data dimension, ``N`` = number of valid points):
 
@@ -86,7 +86,7 @@ class EMOptions:
     kmeans_iters: int = 10  # Lloyd steps after k-means++ seeding (replaces sklearn's KMeans)
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
     vmap_chunk: int | None = None  # seeds fitted together under vmap; None: ceil(seeds / 16)
-    wide_pass: bool | None = None  # more seeds due than one chunk: one pass over all; None: off a CPU
+    wide_pass: bool = False  # more seeds due than one chunk holds: one full-width pass over all seeds
     unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
 
     def validate(self, owner: str) -> None:
@@ -105,8 +105,8 @@ class EMOptions:
             raise ValueError(f"{owner}: em.tol must be finite and >= 0, got {self.tol}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"{owner}: em.criterion must be one of {CRITERIA}, got {self.criterion!r}")
-        if self.wide_pass not in (None, True, False):
-            raise ValueError(f"{owner}: em.wide_pass must be None, True or False, got {self.wide_pass!r}")
+        if not isinstance(self.wide_pass, (bool, np.bool_)):
+            raise ValueError(f"{owner}: em.wide_pass must be True or False, got {self.wide_pass!r}")
         if self.vmap_chunk is not None and (not is_int(self.vmap_chunk) or self.vmap_chunk < 1):
             raise ValueError(f"{owner}: em.vmap_chunk must be None or an int >= 1, got {self.vmap_chunk!r}")
         if not is_int(self.unroll) or self.unroll < 1:
@@ -614,8 +614,7 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
         def all_at_once():
             return jax.vmap(keep_or_take)(fitted, jax.vmap(fit_one)(seed, window), gmm)
 
-        wide = options.wide_pass if options.wide_pass is not None else jax.default_backend() != "cpu"
-        if wide and chunk < axis_size:
+        if options.wide_pass and chunk < axis_size:
             out, good = jax.lax.cond(n_fit > chunk, all_at_once, lambda: in_chunks(chunk))
         else:
             out, good = in_chunks(chunk)
