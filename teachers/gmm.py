@@ -30,10 +30,10 @@ JAX port (batched, masked, fixed shapes):
   each adopted up to M - 1 calls later (and a multiple that a later one passes before the next
   opportunity is skipped, as within one batch). Every call counts, even one with no valid rows, so
   seeds updated in lockstep stay aligned; with M > 1 a call therefore changes the state even when
-  every row is masked. Why: on a GPU a refit costs its latency (about a
-  hundred dependent EM loop steps), not its arithmetic. Seeds vmapped in PPO drift apart, so with
-  M = 1 nearly every update has some seed refitting; with M > 1 the seeds due in M updates refit
-  together in one chunk, and one latency is paid per M updates.
+  every row is masked. Why: on a GPU a refit costs its latency (about a hundred dependent EM loop
+  steps), not its arithmetic. Seeds vmapped in PPO drift apart, so with M = 1 nearly every update has
+  some seed refitting; with M > 1 the seeds due in M updates refit together in one chunk, and one
+  latency is paid per M updates.
 * ``normalise_tasks=True`` (default) maps tasks to [0, 1]^d inside the teacher: distances, the GMM and
   the clipping work in the unit cube. TDRL (and TeachMyAgent) use raw task units;
   ``normalise_tasks=False`` reproduces that. The two coincide on unit boxes (the hypercube).
