@@ -95,24 +95,21 @@ PPO_PRESETS = {"cpu": (8, 4, 131_072), "gpu": (512, 4, 499_712)}  # seeds, envs,
 PPO_TEACHERS = ("none", "random", "alp_gmm", "covar_gmm", "riac")
 
 
-GMM_TEACHERS = ("alp_gmm", "covar_gmm")
-
-
 def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2,
               refit_periods: tuple[int, ...] = (1,)) -> dict:
-    """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run; the GMM
-    teachers once per ``refit_periods`` entry."""
+    """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run; a teacher
+    with a ``refit_period`` option (the GMM teachers) once per ``refit_periods`` entry."""
     from algos.ppo import PPOConfig, make_train
     from envs.registry import make_task_env
-    from teachers.registry import make_teacher
+    from teachers.registry import make_teacher, takes_option
 
     task_env = make_task_env("cartpole_tasks")
     config = PPOConfig(num_envs=envs, num_steps=128, total_timesteps=steps)
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     total = seeds * config.num_updates * config.steps_per_update
     rows = []
-    arms = [(name, period) for name in teachers
-            for period in (refit_periods if name in GMM_TEACHERS else (None,))]
+    periodic = lambda name: name != "none" and takes_option(name, "refit_period")
+    arms = [(name, period) for name in teachers for period in (refit_periods if periodic(name) else (None,))]
     for name, period in arms:
         options = {} if period is None else {"refit_period": period}
         teacher = (None if name == "none"

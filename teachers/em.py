@@ -42,11 +42,7 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
   ``lax.cond``; under ``vmap`` a plain ``cond`` would become a select that runs EM for every seed at
   every call, so :func:`refit` has its own batching rule: the seeds that fit are gathered into chunks
   of ``EMOptions.vmap_chunk`` and only those chunks run EM (the result of each seed is the same as
-  without ``vmap``). With ``EMOptions.wide_pass`` a call where more seeds are due than one chunk holds
-  fits all seeds in one pass of full width (the seeds not due masked out) instead of several chunks
-  one after another: on a GPU a chunk costs its latency (about a hundred dependent loop steps) more
-  than its width. Off by default: inside PPO on an H200 it did not measurably help, and on a CPU,
-  where the cost is arithmetic, the masked lanes are waste.
+  without ``vmap``).
 
 Model selection (sklearn's definitions, ``D`` = data dimension, ``N`` = number of valid points):
 
@@ -86,7 +82,6 @@ class EMOptions:
     kmeans_iters: int = 10  # Lloyd steps after k-means++ seeding (replaces sklearn's KMeans)
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
     vmap_chunk: int | None = None  # seeds fitted together under vmap; None: ceil(seeds / 16)
-    wide_pass: bool = False  # more seeds due than one chunk holds: one full-width pass over all seeds
     unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
 
     def validate(self, owner: str) -> None:
@@ -105,8 +100,6 @@ class EMOptions:
             raise ValueError(f"{owner}: em.tol must be finite and >= 0, got {self.tol}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"{owner}: em.criterion must be one of {CRITERIA}, got {self.criterion!r}")
-        if not isinstance(self.wide_pass, (bool, np.bool_)):
-            raise ValueError(f"{owner}: em.wide_pass must be True or False, got {self.wide_pass!r}")
         if self.vmap_chunk is not None and (not is_int(self.vmap_chunk) or self.vmap_chunk < 1):
             raise ValueError(f"{owner}: em.vmap_chunk must be None or an int >= 1, got {self.vmap_chunk!r}")
         if not is_int(self.unroll) or self.unroll < 1:
@@ -585,39 +578,28 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
     def fn_vmap(axis_size, in_batched, seed, window, fitted, gmm):
         seed, window, fitted, gmm = batch_all(axis_size, in_batched, (seed, window, fitted, gmm))
         chunk = min(options.vmap_chunk or max(1, -(-axis_size // 16)), axis_size)
+        n_chunks = -(-axis_size // chunk)
         order, n_fit = jnp.argsort(~fitted, stable=True), jnp.sum(fitted.astype(jnp.int32))
+        order = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
 
-        def in_chunks(chunk):
-            n_chunks = -(-axis_size // chunk)
-            padded = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
+        def cond(carry):
+            i, _, _ = carry
+            return i * chunk < n_fit
 
-            def cond(carry):
-                i, _, _ = carry
-                return i * chunk < n_fit
+        def body(carry):
+            i, out, good = carry
+            idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
+            take = jnp.minimum(idx, axis_size - 1)
+            active = (idx < axis_size) & fitted[take]
+            new = jax.vmap(fit_one)(seed[take], window[take])
+            old = jax.tree.map(lambda a: a[take], out)
+            merged, ok = jax.vmap(keep_or_take)(active, new, old)
+            dest = jnp.where(active, idx, axis_size)  # out of bounds: dropped
+            out = jax.tree.map(lambda a, b: a.at[dest].set(b, mode="drop"), out, merged)
+            return i + 1, out, good.at[dest].set(ok, mode="drop")
 
-            def body(carry):
-                i, out, good = carry
-                idx = jax.lax.dynamic_slice_in_dim(padded, i * chunk, chunk)
-                take = jnp.minimum(idx, axis_size - 1)
-                active = (idx < axis_size) & fitted[take]
-                new = jax.vmap(fit_one)(seed[take], window[take])
-                old = jax.tree.map(lambda a: a[take], out)
-                merged, ok = jax.vmap(keep_or_take)(active, new, old)
-                dest = jnp.where(active, idx, axis_size)  # out of bounds: dropped
-                out = jax.tree.map(lambda a, b: a.at[dest].set(b, mode="drop"), out, merged)
-                return i + 1, out, good.at[dest].set(ok, mode="drop")
-
-            _, out, good = jax.lax.while_loop(
-                cond, body, (jnp.zeros((), jnp.int32), gmm, jnp.zeros((axis_size,), bool)))
-            return out, good
-
-        def all_at_once():
-            return jax.vmap(keep_or_take)(fitted, jax.vmap(fit_one)(seed, window), gmm)
-
-        if options.wide_pass and chunk < axis_size:
-            out, good = jax.lax.cond(n_fit > chunk, all_at_once, lambda: in_chunks(chunk))
-        else:
-            out, good = in_chunks(chunk)
+        _, out, good = jax.lax.while_loop(
+            cond, body, (jnp.zeros((), jnp.int32), gmm, jnp.zeros((axis_size,), bool)))
         return (out, good), (jax.tree.map(lambda _: True, out), True)
 
     return fn

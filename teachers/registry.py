@@ -69,6 +69,12 @@ def teacher_names(names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def takes_option(name: str, option: str) -> bool:
+    """Whether teacher ``name``'s config class has a field ``option`` (e.g. ``refit_period``)."""
+    cls = teacher_config_class(name)
+    return cls is not None and option in {f.name for f in dataclasses.fields(cls)}
+
+
 def teacher_options(config: Any, name: str) -> Any | None:
     """The options of teacher ``name`` held by ``config`` (a :data:`TeacherOptions`), or None."""
     return getattr(config, name) if teacher_config_class(name) is not None else None

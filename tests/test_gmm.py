@@ -181,10 +181,8 @@ def test_written_out_cholesky_and_inverse_match_numpy():
     assert np.isnan(np.asarray(G._cholesky(jnp.asarray(bad)))).any()
 
 
-@pytest.mark.parametrize("wide_pass", [False, True], ids=["chunks", "wide_pass"])
-def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time(wide_pass):
-    # 3 seeds due, chunks of 2: two chunks, or (wide_pass) one pass over all 5 seeds
-    ks, opts = (2, 3), G.EMOptions(iters=30, vmap_chunk=2, wide_pass=wide_pass)
+def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time():
+    ks, opts = (2, 3), G.EMOptions(iters=30, vmap_chunk=2)  # 3 seeds due: two chunks
     windows = np.stack([_mixture_data(s, 40)[0] for s in range(5)])
     seeds = np.arange(5, dtype=np.uint32)
     fitted = np.array([True, False, True, True, False])

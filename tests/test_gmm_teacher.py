@@ -13,6 +13,7 @@ import pytest
 from tests.gmm_teacher_helpers import jitted, random_batches
 from teachers.alp_gmm import ALPGMMConfig
 from teachers.covar_gmm import CovarGMMConfig
+from teachers.registry import takes_option
 
 ALP = ALPGMMConfig(fit_rate=20, k_min=2, k_max=3, history_capacity=12)
 COVAR = CovarGMMConfig(fit_rate=20, k_min=2, k_max=3)
@@ -65,5 +66,7 @@ def test_refit_period_adopts_the_same_mixtures_later(name, config):
 
 
 def test_refit_period_is_checked():
+    assert takes_option("alp_gmm", "refit_period") and takes_option("covar_gmm", "refit_period")
+    assert not takes_option("random", "refit_period") and not takes_option("riac", "refit_period")
     with pytest.raises(ValueError, match="alp_gmm: refit_period must be >= 1"):
         jitted("alp_gmm", dataclasses.replace(ALP, refit_period=0))
