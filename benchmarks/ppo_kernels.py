@@ -53,19 +53,11 @@ def kernels_by_op(events: list[dict], updates: int) -> list[dict]:
 
 
 def profile_teacher(name: str, seeds: int, updates: int, refit_period: int, out: str) -> dict:
-    from algos.ppo import PPOConfig, make_train
-    from envs.registry import make_task_env
-    from teachers.registry import make_teacher, takes_option
+    from benchmarks.teachers import compiled_ppo
+    from teachers.registry import takes_option
 
-    task_env = make_task_env("cartpole_tasks")
-    config = PPOConfig(num_envs=4, num_steps=128, total_timesteps=4 * 128 * updates)
     options = {"refit_period": refit_period} if name != "none" and takes_option(name, "refit_period") else {}
-    teacher = None if name == "none" else make_teacher(
-        name, task_env.task_space, max_episodes=config.total_timesteps, **options)
-    trainer = make_train(config, task_env, teacher)
-    fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum()))
-    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    compiled = fn.lower(keys).compile()
+    compiled, keys, config, _ = compiled_ppo(name, seeds, 4, 4 * 128 * updates, **options)
     jax.block_until_ready(compiled(keys))
     trace_dir = os.path.join(out, name)
     shutil.rmtree(trace_dir, ignore_errors=True)

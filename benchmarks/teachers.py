@@ -95,30 +95,39 @@ PPO_PRESETS = {"cpu": (8, 4, 131_072), "gpu": (512, 4, 499_712)}  # seeds, envs,
 PPO_TEACHERS = ("none", "random", "alp_gmm", "covar_gmm", "riac")
 
 
+def compiled_ppo(name: str, seeds: int, envs: int, steps: int, **options):
+    """PPO on cartpole_tasks with teacher ``name`` (``none``: no teacher; ``options`` its config
+    overrides, ALP-GMM sized to the run), ``jax.jit(jax.vmap(train))`` over ``seeds`` seeds compiled
+    ahead of time, returning the episodes per seed. Returns ``(compiled, keys, config, compile_s)``."""
+    from algos.ppo import PPOConfig, make_train
+    from envs.registry import make_task_env
+    from teachers.registry import make_teacher
+
+    task_env = make_task_env("cartpole_tasks")
+    config = PPOConfig(num_envs=envs, num_steps=128, total_timesteps=steps)
+    teacher = (None if name == "none"
+               else make_teacher(name, task_env.task_space, max_episodes=steps, **options))
+    trainer = make_train(config, task_env, teacher)
+    fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum()))
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys).compile()
+    return compiled, keys, config, time.perf_counter() - t0
+
+
 def bench_ppo(teachers, seeds: int, envs: int, steps: int, repeats: int = 2,
               refit_periods: tuple[int, ...] = (1,)) -> dict:
     """Steps/s of PPO on cartpole_tasks with each teacher (``none``: no teacher), same run; a teacher
     with a ``refit_period`` option (the GMM teachers) once per ``refit_periods`` entry."""
-    from algos.ppo import PPOConfig, make_train
-    from envs.registry import make_task_env
-    from teachers.registry import make_teacher, takes_option
+    from teachers.registry import takes_option
 
-    task_env = make_task_env("cartpole_tasks")
-    config = PPOConfig(num_envs=envs, num_steps=128, total_timesteps=steps)
-    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    total = seeds * config.num_updates * config.steps_per_update
     rows = []
     periodic = lambda name: name != "none" and takes_option(name, "refit_period")
     arms = [(name, period) for name in teachers for period in (refit_periods if periodic(name) else (None,))]
     for name, period in arms:
         options = {} if period is None else {"refit_period": period}
-        teacher = (None if name == "none"
-                   else make_teacher(name, task_env.task_space, max_episodes=steps, **options))
-        trainer = make_train(config, task_env, teacher)
-        fn = jax.jit(jax.vmap(lambda k: trainer.train(k)[1]["episodes"].sum()))
-        t0 = time.perf_counter()
-        compiled = fn.lower(keys).compile()
-        compile_s = time.perf_counter() - t0
+        compiled, keys, config, compile_s = compiled_ppo(name, seeds, envs, steps, **options)
+        total = seeds * config.num_updates * config.steps_per_update
         best = float("inf")
         for _ in range(repeats):
             t1 = time.perf_counter()
