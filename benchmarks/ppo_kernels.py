@@ -71,7 +71,7 @@ def profile_teacher(name: str, seeds: int, updates: int, refit_period: int, out:
     return {"teacher": name, "options": options, "updates": config.num_updates,
             "profiled_wall_s": round(wall, 3), "device_events_per_update": len(events) / config.num_updates,
             "device_busy_us_per_update": sum(e.get("dur", 0) for e in events) / config.num_updates,
-            "by_hlo_op": rows[:25]}
+            "by_hlo_op": rows}
 
 
 def main(argv=None) -> list[dict]:

@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from teachers.base import batch_all
+from teachers.base import batch_all, compact_valid_first
 
 CRITERIA = ("aic", "bic", "aicc")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -579,7 +579,7 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
         seed, window, fitted, gmm = batch_all(axis_size, in_batched, (seed, window, fitted, gmm))
         chunk = min(options.vmap_chunk or max(1, -(-axis_size // 16)), axis_size)
         n_chunks = -(-axis_size // chunk)
-        order, n_fit = jnp.argsort(~fitted, stable=True), jnp.sum(fitted.astype(jnp.int32))
+        order, n_fit = compact_valid_first(fitted)
         order = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
 
         def cond(carry):
@@ -614,10 +614,13 @@ def sample_gmm_components(key: jax.Array, gmm: GMM, comps: jax.Array) -> jax.Arr
     """One draw ``x_i ~ N(mean_j, cov_j)`` per component index ``j = comps[i]``. Returns [n, D].
 
     One normal draw for the whole batch, not a key per row: sampling runs for every environment slot
-    of every PPO update, and per-row keys multiplied its random-number work several times."""
+    of every PPO update, and per-row keys multiplied its random-number work several times. The
+    product ``L_j z`` is a sum of D columns, elementwise, not a batched matrix-vector product: on a
+    GPU the batched ``einsum`` over every slot cost several times the rest of the teacher inside PPO
+    (benchmarks/RESULTS.md)."""
     z = jax.random.normal(key, comps.shape + gmm.means.shape[-1:], gmm.means.dtype)
-    return gmm.means[comps] + jnp.einsum("nij,nj->ni", gmm.chol[comps], z,
-                                         precision=jax.lax.Precision.HIGHEST)
+    chol = gmm.chol[comps]  # [n, D, D]
+    return gmm.means[comps] + sum(chol[:, :, j] * z[:, j, None] for j in range(z.shape[-1]))
 
 
 def choose_components(
@@ -626,13 +629,15 @@ def choose_components(
     """``n`` component indices, each with probability ``max(score_j, 0) / sum`` over valid components.
 
     Uniform over valid components when every (clamped) score is 0 (TDRL ``proportional_choice``).
-    Inverse CDF from one uniform number per draw (a categorical would draw one per component).
+    Inverse CDF from one uniform number per draw (a categorical would draw one per component); the
+    index is the number of cumulative weights at or below it, counted one component at a time
+    (elementwise, no ``[n, kmax]`` comparison matrix to reduce).
     """
     s = jnp.where(component_mask, jnp.maximum(jnp.nan_to_num(scores), 0.0), 0.0)
     p = jnp.where(jnp.sum(s) > 0, s, component_mask.astype(s.dtype))
     c = jnp.cumsum(p)
     u = jax.random.uniform(key, (n,), c.dtype) * c[-1]
-    idx = jnp.sum(c[None, :] <= u[:, None], axis=1)
+    idx = sum((c[j] <= u).astype(jnp.int32) for j in range(p.shape[0]))
     last_pos = jnp.max(jnp.where(p > 0, jnp.arange(p.shape[0]), -1))
     return jnp.minimum(idx, last_pos)
 

@@ -155,6 +155,26 @@ def test_choose_components_and_sampling():
     np.testing.assert_allclose(np.cov(np.asarray(draws).T), gmm.covs[1], atol=0.05)
 
 
+def test_sampling_equals_the_inverse_cdf_and_cholesky_transform_in_numpy():
+    """The elementwise sampler gives exactly the textbook draws from the same random numbers:
+    component = number of cumulative weights at or below u * total (valid, clamped scores), and
+    x = mean_c + L_c z."""
+    x, _ = _mixture_data(5, 300)
+    gmm = G.select(_fit_2to6(jax.random.key(3), x, np.ones(300, bool)), "aic")
+    scores = jnp.array([0.3, -2.0, 1.1, 0.0, 0.7, 2.0])[: gmm.weights.shape[0]]
+    key_c, key_x = jax.random.key(11), jax.random.key(12)
+    comps = np.asarray(G.choose_components(key_c, scores, gmm.component_mask, 2000))
+    p = np.where(np.asarray(gmm.component_mask), np.maximum(np.asarray(scores), 0.0), 0.0)
+    cdf = np.cumsum(p)
+    u = np.asarray(jax.random.uniform(key_c, (2000,))) * cdf[-1]
+    want = np.minimum(np.searchsorted(cdf, u, side="right"), np.max(np.nonzero(p)[0]))
+    np.testing.assert_array_equal(comps, want)
+    draws = np.asarray(G.sample_gmm_components(key_x, gmm, jnp.asarray(comps)))
+    z = np.asarray(jax.random.normal(key_x, (2000, x.shape[1])), np.float64)
+    chol, means = np.asarray(gmm.chol, np.float64), np.asarray(gmm.means, np.float64)
+    np.testing.assert_allclose(draws, means[comps] + np.einsum("nij,nj->ni", chol[comps], z), rtol=1e-5, atol=1e-6)
+
+
 def test_ring_write_and_window():
     buf = jnp.zeros((5,), jnp.int32)
     vals = jnp.arange(1, 10)
@@ -181,11 +201,15 @@ def test_written_out_cholesky_and_inverse_match_numpy():
     assert np.isnan(np.asarray(G._cholesky(jnp.asarray(bad)))).any()
 
 
-def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time():
-    ks, opts = (2, 3), G.EMOptions(iters=30, vmap_chunk=2)  # 3 seeds due: two chunks
+@pytest.mark.parametrize("due", [
+    (True, False, False, True, False),  # 2 of 5 due: two chunks of 1
+    (True, False, True, True, False),  # 3 of 5 due: three chunks
+])
+def test_refit_under_vmap_fits_only_flagged_seeds_and_equals_one_seed_at_a_time(due):
+    ks, opts = (2, 3), G.EMOptions(iters=30, vmap_chunk=1)
     windows = np.stack([_mixture_data(s, 40)[0] for s in range(5)])
     seeds = np.arange(5, dtype=np.uint32)
-    fitted = np.array([True, False, True, True, False])
+    fitted = np.array(due)
     old = jax.tree.map(lambda a: jnp.stack([a] * 5), G.empty_gmm(3, 2))
     one = jax.jit(lambda s, w, f, g: G.refit(s, w, f, g, ks, opts))
     vgmm, vgood = jax.jit(jax.vmap(lambda s, w, f, g: G.refit(s, w, f, g, ks, opts)))(

@@ -208,3 +208,16 @@ def test_non_finite_masked_and_out_of_range_clipped_and_counted(name):
     assert int(got.inputs.scores_clipped) == int(state.inputs.scores_clipped) + 2
     want = update(state, np.clip(far_t, BOX.low, BOX.high), np.clip(far_s, 0, 1), mask, **ex)
     assert_same(got.replace(inputs=want.inputs), want)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 512])
+def test_compact_valid_first_is_a_stable_partition(n):
+    """The O(n) partition equals numpy's stable argsort of ``~mask`` (valid rows first, in order)."""
+    from teachers.base import compact_valid_first
+
+    rng = np.random.default_rng(n)
+    for density in (0.0, 0.1, 0.5, 1.0):
+        mask = rng.random(n) < density
+        order, count = jax.jit(compact_valid_first)(jnp.asarray(mask))
+        np.testing.assert_array_equal(np.asarray(order), np.argsort(~mask, kind="stable"))
+        assert int(count) == int(mask.sum())
