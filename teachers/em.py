@@ -83,6 +83,11 @@ class EMOptions:
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
     vmap_chunk: int | None = None  # seeds fitted together under vmap; None: ceil(seeds / 16)
     unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
+    # True: EM and Lloyd always take their maximum number of loop steps (a fit that has stopped keeps
+    # its parameters: the same result), so the loops have a static trip count and a GPU never waits
+    # for a loop condition on the host; False: leave the loop at the stop (cheaper on a CPU);
+    # None: True on accelerators, False on the CPU (chosen when the program is lowered).
+    static_loops: bool | None = None
 
     def validate(self, owner: str) -> None:
         """Raise ``ValueError`` naming ``owner`` on options EM cannot run with."""
@@ -104,6 +109,8 @@ class EMOptions:
             raise ValueError(f"{owner}: em.vmap_chunk must be None or an int >= 1, got {self.vmap_chunk!r}")
         if not is_int(self.unroll) or self.unroll < 1:
             raise ValueError(f"{owner}: em.unroll must be an int >= 1, got {self.unroll!r}")
+        if not (self.static_loops is None or isinstance(self.static_loops, bool)):
+            raise ValueError(f"{owner}: em.static_loops must be None, True or False, got {self.static_loops!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,22 +290,43 @@ def _m_step(x, resp, component_mask, reg_covar):
     return weights, means, covs, chol
 
 
-def _while_unrolled(cond, body, init, unroll: int):
+def _while_unrolled(cond, body, init, unroll: int, max_iters: int, static: bool | None):
     """``lax.while_loop(cond, body, init)`` taking up to ``unroll`` steps per loop iteration; the
     steps after ``cond`` turns False keep the carry (the same algorithm; the rounding may differ, see the
-    module docstring). On a GPU each loop iteration waits for its condition on the host, and EM and
-    Lloyd on a few hundred points are bound by that latency."""
-    if unroll == 1:
-        return jax.lax.while_loop(cond, body, init)
+    module docstring). ``cond`` must turn False within ``max_iters`` steps.
 
-    def steps(carry):
-        carry = body(carry)  # cond holds on entry
-        for _ in range(unroll - 1):
-            go = cond(carry)
-            carry = jax.tree.map(lambda new, old: jnp.where(go, new, old), body(carry), carry)
-        return carry
+    On a GPU each iteration of a while loop waits for its condition on the host, and EM and Lloyd on
+    a few hundred points are bound by that latency. ``static=True`` runs ``ceil(max_iters / unroll)``
+    iterations of the guarded steps instead (a static trip count: no host round trip); ``None`` picks
+    that on accelerators and the early exit on the CPU."""
 
-    return jax.lax.while_loop(cond, steps, init)
+    def guarded(carry):
+        go = cond(carry)
+        return jax.tree.map(lambda new, old: jnp.where(go, new, old), body(carry), carry)
+
+    def early_exit(init):
+        if unroll == 1:
+            return jax.lax.while_loop(cond, body, init)
+
+        def steps(carry):
+            carry = body(carry)  # cond holds on entry
+            for _ in range(unroll - 1):
+                carry = guarded(carry)
+            return carry
+
+        return jax.lax.while_loop(cond, steps, init)
+
+    def fixed(init):
+        def steps(_, carry):
+            for _ in range(unroll):
+                carry = guarded(carry)
+            return carry
+
+        return jax.lax.fori_loop(0, -(-max_iters // unroll), steps, init)
+
+    if static is None:
+        return jax.lax.platform_dependent(init, cpu=early_exit, default=fixed)
+    return fixed(init) if static else early_exit(init)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,7 +380,7 @@ def _assign(x, centres, component_mask):
     return jnp.argmin(d2, axis=1)
 
 
-def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1):
+def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1, static: bool | None = False):
     """At most ``iters`` Lloyd steps (stops when the assignment no longer changes).
 
     An empty cluster keeps its centre. Returns the final hard labels [N].
@@ -380,7 +408,7 @@ def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1):
         return i + 1, centres, new, changed
 
     _, _, labels, _ = _while_unrolled(
-        cond, body, (jnp.zeros((), jnp.int32), centres, labels0, jnp.ones((), bool)), unroll
+        cond, body, (jnp.zeros((), jnp.int32), centres, labels0, jnp.ones((), bool)), unroll, iters, static
     )
     return labels
 
@@ -393,7 +421,7 @@ def lloyd(x, w, centres, component_mask, iters: int, unroll: int = 1):
 def _fit_one(key, x, w, k, kmax, options: EMOptions):
     component_mask = jnp.arange(kmax) < k
     centres = kmeans_pp(key, x, w, kmax)
-    labels = lloyd(x, w, centres, component_mask, options.kmeans_iters, options.unroll)
+    labels = lloyd(x, w, centres, component_mask, options.kmeans_iters, options.unroll, options.static_loops)
     resp0 = jax.nn.one_hot(labels, kmax, dtype=x.dtype) * w[:, None]
     params0 = _m_step(x, resp0, component_mask, options.reg_covar)
 
@@ -409,7 +437,8 @@ def _fit_one(key, x, w, k, kmax, options: EMOptions):
         return i + 1, params, ll, converged
 
     init = (jnp.zeros((), jnp.int32), params0, jnp.asarray(-jnp.inf, x.dtype), jnp.zeros((), bool))
-    n_iter, params, _, converged = _while_unrolled(cond, body, init, options.unroll)
+    n_iter, params, _, converged = _while_unrolled(
+        cond, body, init, options.unroll, options.iters, options.static_loops)
     mean_ll, _ = _e_step(x, w, params, component_mask)
     weights, means, covs, chol = params
     return weights, means, covs, chol, component_mask, mean_ll, n_iter, converged

@@ -245,9 +245,11 @@ def test_a_shift_of_the_points_shifts_the_means_only():
     np.testing.assert_allclose(ours, np.sort(ref.covariances_[:, 0, 0]), rtol=5e-2)
 
 
-def test_unrolled_while_takes_the_same_steps_as_while_loop():
-    """Several steps per loop iteration, the ones past the stop keeping the carry: the same result as
-    lax.while_loop on an exact (integer) loop, under vmap too (lanes stopping at different steps)."""
+@pytest.mark.parametrize("static", [False, True, None])
+def test_unrolled_while_takes_the_same_steps_as_while_loop(static):
+    """Several steps per loop iteration, the ones past the stop keeping the carry, with an early exit or
+    a static trip count: the same result as lax.while_loop on an exact (integer) loop, under vmap too
+    (lanes stopping at different steps)."""
     def cond(c):
         return (c[0] != 1) & (c[1] < 200)
 
@@ -258,7 +260,7 @@ def test_unrolled_while_takes_the_same_steps_as_while_loop():
     starts = jnp.arange(1, 40, dtype=jnp.int32)
     want = jax.vmap(lambda n: jax.lax.while_loop(cond, body, (n, jnp.int32(0))))(starts)
     for unroll in (1, 2, 3, 8):
-        got = jax.vmap(lambda n: G._while_unrolled(cond, body, (n, jnp.int32(0)), unroll))(starts)
+        got = jax.vmap(lambda n: G._while_unrolled(cond, body, (n, jnp.int32(0)), unroll, 200, static))(starts)
         np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
         np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
 
@@ -277,3 +279,24 @@ def test_em_unroll_option_runs_the_same_algorithm():
     np.testing.assert_allclose(float(fits[0].mean_loglik), float(fits[1].mean_loglik), rtol=1e-4)
     with pytest.raises(ValueError, match="unroll"):
         dataclasses.replace(G.EMOptions(), unroll=0).validate("test")
+
+
+def test_static_loops_give_the_same_fits_as_the_early_exit():
+    """EM and Lloyd run to their maximum step count with stopped fits frozen: the same iteration counts,
+    convergence flags and parameters as leaving the loops at the stop, for every k (some k converge
+    early, some run all iterations)."""
+    import dataclasses
+    key = jax.random.PRNGKey(3)
+    x = jax.random.uniform(key, (200, 3))
+    mask = jnp.arange(200) < 180
+    ks = tuple(range(2, 9))
+    fits = [G.fit_gmms(jax.random.key(2), x, mask, ks, G.EMOptions(iters=30, tol=1e-4, static_loops=s))
+            for s in (False, True, None)]
+    assert not bool(jnp.all(fits[0].converged)) and bool(jnp.any(fits[0].converged))
+    for other in fits[1:]:
+        np.testing.assert_array_equal(np.asarray(other.n_iter), np.asarray(fits[0].n_iter))
+        np.testing.assert_array_equal(np.asarray(other.converged), np.asarray(fits[0].converged))
+        for a, b in ((other.means, fits[0].means), (other.covs, fits[0].covs), (other.weights, fits[0].weights)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="static_loops"):
+        dataclasses.replace(G.EMOptions(), static_loops=1).validate("test")
