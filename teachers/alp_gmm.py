@@ -26,27 +26,31 @@ JAX port:
   the oldest entry is overwritten (TDRL's ``alp_max_size``, exact: episode e sees episodes
   ``max(0, e - C) .. e - 1``) and the overwritten entries are counted (:func:`history_dropped`), never
   silently. The "more than 5 entries" rule counts ``min(e, C)`` entries.
-* **Cost.** Every valid row's ALP is computed in parallel against the database before the batch plus
-  the valid rows earlier in the batch (equal to TDRL's one-at-a-time processing): a brute-force
-  masked nearest-neighbour search over blocks of the *filled* part of the database only, for blocks
-  of valid rows only, so an update costs (valid rows) x (entries so far), not the capacity.
+* **When ALP is computed.** An episode's ALP depends only on the episodes before it, and only the
+  rows of a fit window are ever fitted, so ``update`` just stores (tau, r) in the history (a ring of
+  C + 2 fit_rate entries: a window may end up to fit_rate episodes before the latest, and its first
+  episode looks C back) and the ALP column of a window is computed when the window is fitted
+  (:func:`window_alps`): the same numbers as TDRL's ALP at insertion, once per window instead of at
+  every update. Under ``vmap`` only the seeds that refit search, a chunk of seeds at a time
+  (:func:`teachers.base.map_due_seeds`), and the search is a brute-force masked nearest-neighbour
+  scan over blocks of the episodes each query can see, so a window costs ``fit_rate x min(e, C)``.
 * The ALP coordinate is in score units (scores in [0, 1], as TDRL's normalised returns).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher, after, compact_valid_first
+from teachers.base import Teacher, batch_all, chunk_sizes, map_due_seeds
 from teachers.gmm import GMMTeacherConfig, exact_block, GMMTeacherState, RowModel, gmm_teacher, ring_write
 
 DEFAULT_HISTORY = 100_000  # database entries when the run's episode budget is not known
-QUERY_BLOCK = 8  # valid rows searched together
 HISTORY_BLOCK = 512  # database entries per step of the search
 
 
@@ -70,8 +74,8 @@ class ALPGMMConfig(GMMTeacherConfig):
 
 @struct.dataclass
 class ALPHistory:
-    tasks: jax.Array  # [C', d] database tasks (teacher units), ring over the first C slots
-    scores: jax.Array  # [C'] database scores
+    tasks: jax.Array  # [C + 2 fit_rate, d] tasks (teacher units) of the last episodes, a ring
+    scores: jax.Array  # [C + 2 fit_rate] their scores
     tie_seed: jax.Array  # [] uint32, seed of the tie-breaking hash
     capacity: int = struct.field(pytree_node=False, default=0)  # logical capacity C
 
@@ -95,115 +99,105 @@ def _priority(query_seed: jax.Array, episode: jax.Array) -> jax.Array:
     return _mix32(query_seed[:, None] ^ _mix32(episode.astype(jnp.uint32) * jnp.uint32(0x9E3779B9))[None, :])
 
 
-def batch_alp(
-    history: ALPHistory,
-    capacity: int,
-    count: jax.Array,
-    tasks: jax.Array,
-    scores: jax.Array,
-    mask: jax.Array,
-) -> jax.Array:
-    """ALP of every valid row of a batch, as if the valid rows were processed one after another.
-
-    The database (logical capacity C) holds episodes ``max(0, count - C) .. count - 1`` (episode e at
-    slot ``e % C``). Valid row i is episode ``e_i = count + (valid rows before i)``; its candidates are
-    the database entries and earlier valid batch rows with episode index ``>= e_i - C``. ALP =
-    |score - score of the nearest candidate| (ties: uniformly at random) if ``min(e_i, C) > 5``, else
-    0. Masked rows get 0. Returns [n].
-    """
-    n, d = tasks.shape
-    stored = history.tasks.shape[0]
-    mask = jnp.asarray(mask, bool)
-    offsets = jnp.cumsum(mask.astype(jnp.int32)) - 1
-    order, n_valid = compact_valid_first(mask)
-    qb = min(n, QUERY_BLOCK)
-    n_qblocks = -(-n // qb)
-    pad = n_qblocks * qb - n
-    q_tasks, q_scores, q_off = (
-        jnp.pad(a[order], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (tasks, scores, offsets))
-    q_valid = jnp.arange(n_qblocks * qb) < n_valid
-    q_episode = count + q_off
-    q_seed = _mix32(history.tie_seed ^ _mix32(q_episode.astype(jnp.uint32)))
+def _seed_alps(h_tasks, h_scores, s, tie_seed, q_tasks, q_scores, end, capacity: int):
+    """ALP of the queries ``q_*`` [L, ...], episodes ``end - L .. end - 1``, for seed ``s`` of the
+    histories ``h_*`` [S, C', ...] (episode e at slot ``e % C'``, holding every episode whose
+    candidates are needed: ``end - L - capacity`` onwards)."""
+    L, d = q_tasks.shape
+    stored = h_tasks.shape[1]
     hb = min(stored, HISTORY_BLOCK)
-    n_used = jnp.minimum(count, capacity)
+    e = end - L + jnp.arange(L)
+    q_seed = _mix32(tie_seed ^ _mix32(e.astype(jnp.uint32)))
+    lo = jnp.maximum(end - L - capacity, 0)  # the oldest candidate of the first query
+    n_blocks = (jnp.maximum(end - 1 - lo, 0) + hb - 1) // hb  # candidates lo .. end - 2
 
-    def sq_dist(q, pts):  # [Q, d] x [M, d] -> [Q, M], coordinate by coordinate
-        return sum((q[:, k, None] - pts[None, :, k]) ** 2 for k in range(d))
+    def visit(j, best, ties_pass):
+        ep = lo + j * hb + jnp.arange(hb)
+        slots = ep % stored
+        pts, sc = h_tasks[s, slots], h_scores[s, slots]
+        ok = (ep[None, :] < e[:, None]) & (ep[None, :] >= e[:, None] - capacity)
+        dist = jnp.where(ok, sum((q_tasks[:, k, None] - pts[None, :, k]) ** 2 for k in range(d)), jnp.inf)
+        if not ties_pass:  # best = (nearest squared distance, its score, how many are that near)
+            dmin, score, ties = best
+            bmin = jnp.min(dist, axis=1)
+            bscore = sc[jnp.argmin(dist, axis=1)]
+            bties = jnp.sum((dist == bmin[:, None]) & ok, axis=1)
+            new = jnp.minimum(dmin, bmin)
+            ties = jnp.where(dmin == new, ties, 0) + jnp.where(bmin == new, bties, 0)
+            return new, jnp.where(bmin < dmin, bscore, score), ties
+        dmin, score, pri = best  # among the nearest, the candidate of highest priority
+        p = jnp.where(ok & (dist == dmin[:, None]), _priority(q_seed, ep), 0)
+        bpri = jnp.max(p, axis=1)
+        bscore = sc[jnp.argmax(p, axis=1)]
+        return dmin, jnp.where(bpri > pri, bscore, score), jnp.maximum(pri, bpri)
 
-    def history_block(j):
-        slots = j * hb + jnp.arange(hb)
-        episode = count - 1 - jnp.mod(count - 1 - slots, capacity)
-        return (jax.lax.dynamic_slice_in_dim(history.tasks, j * hb, hb),
-                jax.lax.dynamic_slice_in_dim(history.scores, j * hb, hb),
-                episode, slots < n_used)
+    def search(best, ties_pass):
+        body = lambda c: (c[0] + 1, visit(c[0], c[1], ties_pass))
+        return jax.lax.while_loop(lambda c: c[0] < n_blocks, body, (jnp.zeros((), jnp.int32), best))[1]
 
-    def batch_block(j):
-        idx = j * qb + jnp.arange(qb)
-        return q_tasks[idx], q_scores[idx], count + q_off[idx], idx < n_valid
+    dmin, score, ties = search((jnp.full((L,), jnp.inf), jnp.zeros((L,)), jnp.zeros((L,), jnp.int32)), False)
+    # a while loop, not a cond: under vmap a cond on a per-seed flag would run the pass always
+    need = jnp.any(ties > 1)
+    score = jax.lax.while_loop(
+        lambda c: need & ~c[0],
+        lambda c: (True, search((dmin, c[1], jnp.zeros((L,), jnp.uint32)), True)[1]),
+        (jnp.zeros((), bool), score))[1]
+    use = (e >= 0) & (jnp.minimum(e, capacity) > 5)
+    return jnp.where(use, jnp.abs(q_scores - score), 0.0)
 
-    n_hblocks = (n_used + hb - 1) // hb
 
-    def search(q, e, seeds, ties_pass, best):
-        """One pass over every candidate block; ``best`` = (dmin, score, ties) or, in the tie pass,
-        (dmin, score, priority)."""
+@functools.lru_cache(maxsize=None)
+def _window_alps_fn(capacity: int, chunk: int | None):
+    @jax.custom_batching.custom_vmap
+    def fn(h_tasks, h_scores, tie_seed, q_tasks, q_scores, end, fitted):
+        return jax.lax.cond(
+            fitted,
+            lambda: _seed_alps(h_tasks[None], h_scores[None], 0, tie_seed, q_tasks, q_scores, end, capacity),
+            lambda: jnp.zeros(q_scores.shape, jnp.float32))
 
-        def visit(get, j, best):
-            pts, sc, ep, used = get(j)
-            ok = used[None, :] & (ep[None, :] < e[:, None]) & (ep[None, :] >= e[:, None] - capacity)
-            dist = jnp.where(ok, sq_dist(q, pts), jnp.inf)
-            if not ties_pass:
-                dmin, score, ties = best
-                bmin = jnp.min(dist, axis=1)
-                bscore = sc[jnp.argmin(dist, axis=1)]
-                bties = jnp.sum((dist == bmin[:, None]) & ok, axis=1)
-                new = jnp.minimum(dmin, bmin)
-                ties = jnp.where(dmin == new, ties, 0) + jnp.where(bmin == new, bties, 0)
-                return new, jnp.where(bmin < dmin, bscore, score), ties
-            dmin, score, pri = best
-            p = jnp.where(ok & (dist == dmin[:, None]), _priority(seeds, ep), 0)
-            bpri = jnp.max(p, axis=1)
-            bscore = sc[jnp.argmax(p, axis=1)]
-            return dmin, jnp.where(bpri > pri, bscore, score), jnp.maximum(pri, bpri)
+    @fn.def_vmap
+    def fn_vmap(axis_size, in_batched, *args):
+        h_tasks, h_scores, tie_seed, q_tasks, q_scores, end, fitted = batch_all(axis_size, in_batched, args)
+        # each chunk reads the histories of its seeds in place, block by block (no gathered copies);
+        # one chunk size, the largest: with a switch between sizes (as EM has) ALP-GMM cost twice as
+        # much on an H200 in the same run, for a reason not established (benchmarks/RESULTS.md)
+        one = lambda s: _seed_alps(h_tasks, h_scores, s, tie_seed[s], q_tasks[s], q_scores[s], end[s], capacity)
+        out = map_due_seeds(fitted, chunk_sizes(axis_size, chunk)[-1], jax.vmap(one),
+                            jnp.zeros(q_scores.shape, jnp.float32))
+        return out, True
 
-        def loop(get, n_blocks, best):
-            def body(carry):
-                j, best = carry
-                return j + 1, visit(get, j, best)
+    return fn
 
-            return jax.lax.while_loop(lambda c: c[0] < n_blocks, body, (jnp.zeros((), jnp.int32), best))[1]
 
-        best = loop(history_block, n_hblocks, best)
-        return loop(batch_block, (jnp.max(jnp.where(q_valid, q_off, -1)) // qb) + 1, best)
+def window_alps(
+    history: ALPHistory, tasks: jax.Array, scores: jax.Array, end: jax.Array, fitted: jax.Array,
+    chunk: int | None = None,
+) -> jax.Array:
+    """ALP [L] of episodes ``end - L .. end - 1`` with ``tasks`` [L, d] (teacher units) and ``scores``
+    [L], as TDRL computes it one episode at a time when the episode is added, if ``fitted``; zeros
+    otherwise (under ``vmap`` only the seeds with ``fitted`` search, ``chunk`` at a time, see
+    :func:`teachers.base.map_due_seeds`).
 
-    def query_block(i, out):
-        idx = i * qb + jnp.arange(qb)
-        q, e, seeds, valid = q_tasks[idx], q_episode[idx], q_seed[idx], q_valid[idx]
-        first = (jnp.full((qb,), jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb,), jnp.int32))
-        dmin, score, ties = search(q, e, seeds, False, first)
+    Episode e's candidates are the history's episodes ``max(0, e - C) .. e - 1``; ALP = |score - score
+    of the nearest candidate| (ties: uniformly at random) if ``min(e, C) > 5``, else 0. The history
+    must still hold episode ``end - L - C`` onwards (it holds C + 2 fit_rate episodes)."""
+    fn = _window_alps_fn(int(history.capacity), chunk)
+    return fn(history.tasks, history.scores, history.tie_seed, tasks, scores, end, jnp.asarray(fitted, bool))
 
-        def break_ties(score):  # only run when some query has equally near candidates
-            return search(q, e, seeds, True, (dmin, score, jnp.zeros((qb,), jnp.uint32)))[1]
 
-        # a while loop, not a cond: under vmap a cond on a per-seed flag would run the pass always
-        need = jnp.any(valid & (ties > 1))
-        score = jax.lax.while_loop(lambda c: need & ~c[0], lambda c: (True, break_ties(c[1])),
-                                   (jnp.zeros((), bool), score))[1]
-        use = valid & (jnp.minimum(e, capacity) > 5)
-        return jax.lax.dynamic_update_slice_in_dim(
-            out, jnp.where(use, jnp.abs(q_scores[idx] - score), 0.0), i * qb, 0)
-
-    out = jax.lax.while_loop(
-        lambda c: c[0] * qb < n_valid,
-        lambda c: (c[0] + 1, query_block(c[0], c[1])),
-        (jnp.zeros((), jnp.int32), jnp.zeros((n_qblocks * qb,), jnp.float32)),
-    )[1]
-    return jnp.zeros((n,), jnp.float32).at[order].set(out[:n])
+def episode_alps(state: GMMTeacherState, end: jax.Array, length: int) -> jax.Array:
+    """The ALP [length] of episodes ``end - length .. end - 1`` of an ALP-GMM state, as its refits
+    compute them (``state.episodes - 2 fit_rate <= end - length``, ``end <= state.episodes``)."""
+    history = state.aux
+    slots = (end - length + jnp.arange(length)) % history.tasks.shape[0]
+    return window_alps(history, history.tasks[slots], history.scores[slots], end, True)
 
 
 def alp_model(task_space: TaskSpace, config: ALPGMMConfig) -> RowModel:
-    """ALP-GMM's rows ``[task, alp]`` and component score (mean ALP)."""
+    """ALP-GMM's rows ``[task, alp]`` and component score (mean ALP). The ring stores ``[task, score]``;
+    the ALP column of a window is computed when it is fitted (:func:`window_alps`)."""
     capacity = config.capacity
-    stored = -(-capacity // HISTORY_BLOCK) * HISTORY_BLOCK if capacity > HISTORY_BLOCK else capacity
+    stored = capacity + 2 * config.fit_rate  # + the episodes a refit's window may lag behind
     d = task_space.dim
 
     def init(key: jax.Array) -> ALPHistory:
@@ -215,17 +209,17 @@ def alp_model(task_space: TaskSpace, config: ALPGMMConfig) -> RowModel:
         )
 
     def rows(history: ALPHistory, units, scores, mask, count):
-        alps = batch_alp(history, capacity, count, units, scores, mask)
-        # written after the search has read the database, so that it is updated in place (base.after)
-        units, scores = after((units, scores), alps)
-        # slots >= capacity are padding (whole search blocks) and never written
         history = history.replace(
-            tasks=ring_write(history.tasks, count, units, mask, capacity),
-            scores=ring_write(history.scores, count, scores, mask, capacity),
+            tasks=ring_write(history.tasks, count, units, mask),
+            scores=ring_write(history.scores, count, scores, mask),
         )
-        return history, alps[:, None]
+        return history, scores[:, None]
 
-    return RowModel("alp_gmm", 1, init, rows, lambda gmm: gmm.means[:, -1])
+    def fit_rows(history: ALPHistory, window, end, fitted):
+        alps = window_alps(history, window[:, :d], window[:, d], end, fitted, config.em.vmap_chunk)
+        return window.at[:, d].set(alps)
+
+    return RowModel("alp_gmm", 1, init, rows, lambda gmm: gmm.means[:, -1], fit_rows)
 
 
 def alp_gmm(task_space: TaskSpace, config: ALPGMMConfig = ALPGMMConfig()) -> Teacher:

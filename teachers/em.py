@@ -22,8 +22,9 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
 * **EM.** As sklearn: at each iteration an E-step (giving the mean log-likelihood of the current
   parameters), an M-step (``nk = sum resp + 10 eps``, weights ``nk / sum nk``, means, full covariances
   plus ``reg_covar`` on the diagonal); stop when the mean log-likelihood changed by less than ``tol``
-  or after ``iters`` iterations. The loop is a ``lax.while_loop`` taking ``EMOptions.unroll`` iterations
-  per step (steps past the stop keep the parameters). The algorithm does not depend on the unroll, but
+  or after ``iters`` iterations. The loop takes ``EMOptions.unroll`` iterations per step (steps past
+  the stop keep the parameters); with ``EMOptions.static_loops`` (by default on accelerators) it always
+  takes ``ceil(iters / unroll)`` steps, a static trip count, so a GPU never waits for the condition. The algorithm does not depend on the unroll, but
   XLA compiles the unrolled body differently, so the float32 rounding, and with it the iteration at
   which ``tol`` is met, can differ slightly. The returned parameters are those
   after the last M-step and ``mean_loglik`` is evaluated on them (sklearn's ``score``).
@@ -41,7 +42,8 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
 * **Refits under vmap.** :func:`refit` fits only when a per-seed flag says so. Without ``vmap`` it is a
   ``lax.cond``; under ``vmap`` a plain ``cond`` would become a select that runs EM for every seed at
   every call, so :func:`refit` has its own batching rule: the seeds that fit are gathered into chunks
-  of ``EMOptions.vmap_chunk`` and only those chunks run EM (the result of each seed is the same as
+  (``EMOptions.vmap_chunk``, or by default the sizes of :func:`teachers.base.chunk_sizes`) and only
+  those chunks run EM (the result of each seed is the same as
   without ``vmap``).
 
 Model selection (sklearn's definitions, ``D`` = data dimension, ``N`` = number of valid points):
@@ -65,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from teachers.base import batch_all, compact_valid_first
+from teachers.base import batch_all, chunk_sizes, map_due_seeds
 
 CRITERIA = ("aic", "bic", "aicc")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -81,7 +83,7 @@ class EMOptions:
     reg_covar: float = 1e-6  # sklearn reg_covar, added to every covariance diagonal
     kmeans_iters: int = 10  # Lloyd steps after k-means++ seeding (replaces sklearn's KMeans)
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
-    vmap_chunk: int | None = None  # seeds fitted together under vmap; None: ceil(seeds / 16)
+    vmap_chunk: int | None = None  # seeds fitted together under vmap; None: see teachers.base.chunk_sizes
     unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
     # True: EM and Lloyd always take their maximum number of loop steps (a fit that has stopped keeps
     # its parameters: the same result), so the loops have a static trip count and a GPU never waits
@@ -606,30 +608,14 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
     @fn.def_vmap
     def fn_vmap(axis_size, in_batched, seed, window, fitted, gmm):
         seed, window, fitted, gmm = batch_all(axis_size, in_batched, (seed, window, fitted, gmm))
-        chunk = min(options.vmap_chunk or max(1, -(-axis_size // 16)), axis_size)
-        n_chunks = -(-axis_size // chunk)
-        order, n_fit = compact_valid_first(fitted)
-        order = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
 
-        def cond(carry):
-            i, _, _ = carry
-            return i * chunk < n_fit
-
-        def body(carry):
-            i, out, good = carry
-            idx = jax.lax.dynamic_slice_in_dim(order, i * chunk, chunk)
-            take = jnp.minimum(idx, axis_size - 1)
-            active = (idx < axis_size) & fitted[take]
+        def compute(take):  # a due seed's fitted mixture, or its old one if the fit failed
             new = jax.vmap(fit_one)(seed[take], window[take])
-            old = jax.tree.map(lambda a: a[take], out)
-            merged, ok = jax.vmap(keep_or_take)(active, new, old)
-            dest = jnp.where(active, idx, axis_size)  # out of bounds: dropped
-            out = jax.tree.map(lambda a, b: a.at[dest].set(b, mode="drop"), out, merged)
-            return i + 1, out, good.at[dest].set(ok, mode="drop")
+            return jax.vmap(keep_or_take)(fitted[take], new, jax.tree.map(lambda a: a[take], gmm))
 
-        _, out, good = jax.lax.while_loop(
-            cond, body, (jnp.zeros((), jnp.int32), gmm, jnp.zeros((axis_size,), bool)))
-        return (out, good), (jax.tree.map(lambda _: True, out), True)
+        out = map_due_seeds(fitted, chunk_sizes(axis_size, options.vmap_chunk), compute,
+                            (gmm, jnp.zeros((axis_size,), bool)))
+        return out, (jax.tree.map(lambda _: True, out[0]), True)
 
     return fn
 

@@ -6,7 +6,8 @@ implementation flowersteam/teachDeepRL ("TDRL", ``teachDRL/teachers/algos/alp_gm
 ``covar_gmm.py``) runs them:
 
 * Each episode on task tau with score r appends a row ``[tau, extra columns]`` (ALP-GMM: the episode's
-  absolute learning progress; Covar-GMM: relative time and score).
+  absolute learning progress; Covar-GMM: relative time and score). A column needed only when a
+  window is fitted may be filled in then (:class:`RowModel`'s ``fit_rows``: ALP-GMM's ALP).
 * Every ``fit_rate`` episodes, once ``n_bootstrap`` (default ``fit_rate``) episodes have passed, fresh
   full-covariance GMMs with k = k_min..k_max components are fitted by EM on the last ``fit_rate`` rows
   and the one with the smallest criterion is kept (:mod:`teachers.em`, options in :class:`EMOptions`).
@@ -129,8 +130,12 @@ class RowModel(NamedTuple):
     """What one GMM teacher adds to the shared mechanics.
 
     ``rows(aux, units, scores, mask, count) -> (aux, columns [n, columns])``: the extra columns of the
-    batch's rows (tasks in teacher units; valid rows are episodes ``count, count + 1, ...`` in order)
-    and the teacher's own state ``aux`` after the batch. ``component_score(gmm) -> [kmax]``.
+    batch's rows as stored in the ring (tasks in teacher units; valid rows are episodes ``count,
+    count + 1, ...`` in order) and the teacher's own state ``aux`` after the batch.
+    ``component_score(gmm) -> [kmax]``. ``fit_rows(aux, window [F, d + columns], end, fitted) ->
+    window``, if given, turns the stored rows of episodes ``end - F .. end - 1`` into the rows that are
+    fitted; it is called only for a refit (``fitted``), so a column that is costly and only needed
+    then (ALP-GMM's ALP) is computed there, once per window, instead of at every update.
     """
 
     name: str
@@ -138,11 +143,12 @@ class RowModel(NamedTuple):
     init: Callable[[jax.Array], Any]  # key -> aux
     rows: Callable[..., tuple[Any, jax.Array]]
     component_score: Callable[[E.GMM], jax.Array]
+    fit_rows: Callable[..., jax.Array] | None = None
 
 
 @struct.dataclass
 class GMMTeacherState:
-    rows: jax.Array  # [2 fit_rate, d + columns] fitted rows (teacher units), ring
+    rows: jax.Array  # [2 fit_rate, d + columns] stored rows (teacher units), ring; see RowModel.fit_rows
     episodes: jax.Array  # [] int32, episodes reported so far
     gmm: E.GMM  # current mixture (padded to k_max); valid iff has_gmm
     has_gmm: jax.Array  # [] bool
@@ -181,6 +187,13 @@ def ring_window(buffer: jax.Array, end: jax.Array, length: int) -> jax.Array:
     """The ``length`` entries of a ring [C, ...] for episodes ``end - length .. end - 1``, in order."""
     idx = (end - length + jnp.arange(length)) % buffer.shape[0]
     return buffer[idx]
+
+
+def window_rows(model: RowModel, state: GMMTeacherState, end: jax.Array) -> jax.Array:
+    """The rows a refit on the window ending at episode ``end`` (a multiple of ``fit_rate``, at most
+    ``fit_rate`` episodes back) fits: the stored rows, through ``model.fit_rows``."""
+    window = ring_window(state.rows, end, state.rows.shape[0] // 2)
+    return window if model.fit_rows is None else model.fit_rows(state.aux, window, end, jnp.ones((), bool))
 
 
 def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel) -> Teacher:
@@ -222,8 +235,10 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
         last = (count_after // fit_rate) * fit_rate
         opportunity = state.updates % config.refit_period == 0
         fitted = opportunity & (last > state.fitted_to) & (last >= n_bootstrap) & (last >= fit_rate)
-        gmm, good = E.refit(state.fit_seed, ring_window(rows, last, fit_rate), fitted, state.gmm,
-                            ks, config.em, aicc_dim=d)
+        window = ring_window(rows, last, fit_rate)
+        if model.fit_rows is not None:
+            window = model.fit_rows(aux, window, last, fitted)
+        gmm, good = E.refit(state.fit_seed, window, fitted, state.gmm, ks, config.em, aicc_dim=d)
         return state.replace(
             rows=rows, episodes=count_after, gmm=gmm, has_gmm=state.has_gmm | good,
             n_fits=state.n_fits + good.astype(jnp.int32),

@@ -32,10 +32,17 @@ def jitted(name, config) -> Jitted:
     return Jitted(name, config)
 
 
+def row_model(config) -> GT.RowModel:
+    from teachers.alp_gmm import ALPGMMConfig, alp_model
+    from teachers.covar_gmm import covar_model
+
+    return alp_model(TS, config) if isinstance(config, ALPGMMConfig) else covar_model(config)
+
+
 def window_fit(config, state):
     """The mixture a refit at the last multiple of fit_rate must produce (direct fit + select)."""
     f = config.fit_rate
-    window = GT.ring_window(state.rows, (state.episodes // f) * f, f)
+    window = GT.window_rows(row_model(config), state, (state.episodes // f) * f)
     return G.fit_and_select(jax.random.key(state.fit_seed), window, jnp.ones(f, bool), config.ks,
                             config.em, aicc_dim=TS.dim)
 

@@ -15,8 +15,7 @@ import pytest
 from envs.task_space import TaskSpace
 from tests.gmm_teacher_helpers import TS, jitted, ks_uniform, random_batches
 from teachers import em as G
-from teachers.alp_gmm import history_dropped
-from teachers.alp_gmm import ALPGMMConfig, alp_gmm
+from teachers.alp_gmm import ALPGMMConfig, alp_gmm, episode_alps, history_dropped, window_alps
 from teachers.registry import make_teacher
 
 CFG = ALPGMMConfig(fit_rate=20, k_min=2, k_max=3, history_capacity=12)  # small DB: sliding window
@@ -25,6 +24,9 @@ CFG_RAW = dataclasses.replace(CFG, history_capacity=1000, normalise_tasks=False)
 
 def teacher(config):
     return jitted("alp_gmm", config)
+
+
+alps_of = jax.jit(episode_alps, static_argnums=2)  # the ALPs a refit computes for those episodes
 
 
 def reference_alps(batches, capacity, normalise):
@@ -58,8 +60,7 @@ def test_alp_matches_nearest_previous_task(config):
         state = tj.update(state, tasks, scores, mask)
         c1 = int(state.episodes)
         assert c1 - c0 == mask.sum()
-        rows = np.asarray(state.rows)
-        got.extend(rows[e % rows.shape[0], -1] for e in range(c0, c1))
+        got.extend(np.asarray(alps_of(state, c1, c1 - c0)))
     ref = reference_alps(batches, config.history_capacity, config.normalise_tasks)
     assert len(got) == len(ref) > 20
     np.testing.assert_array_equal(ref[:6], 0.0)  # "more than 5 entries" rule
@@ -161,17 +162,41 @@ def test_nearest_neighbour_ties_broken_at_random_not_by_age():
     s = state
     for i in range(n):
         s_q = tj.update(s, corner, np.ones(1, np.float32), np.ones(1, bool))
-        picks.append(1.0 - float(s_q.rows[int(s.episodes) % s_q.rows.shape[0], -1]))
+        picks.append(1.0 - float(alps_of(s_q, s_q.episodes, 1)[0]))
         s = tj.update(s, far, np.full(1, 0.9, np.float32), np.ones(1, bool))  # next episode index
     counts = np.array([np.sum(np.isclose(picks, v)) for v in (0.0, 0.25, 0.5, 0.75)])
     assert counts.sum() == n
     assert np.all(counts > n / 4 - 4 * np.sqrt(n * 3 / 16)), counts  # about n / 4 each (4 sigma)
-    # batch-invariance: a batch of corner queries equals the same queries one at a time
-    batch = tj.update(state, np.repeat(corner, 8, 0), np.ones(8, np.float32), np.ones(8, bool))
-    seq = state
-    for _ in range(8):
-        seq = tj.update(seq, corner, np.ones(1, np.float32), np.ones(1, bool))
-    np.testing.assert_allclose(np.asarray(batch.rows), np.asarray(seq.rows), atol=1e-6)
+    # the choice for an episode does not depend on which other episodes are searched with it
+    s = tj.update(state, np.repeat(corner, 8, 0), np.ones(8, np.float32), np.ones(8, bool))
+    together = np.asarray(alps_of(s, s.episodes, 8))
+    alone = [float(alps_of(s, s.episodes - 7 + i, 1)[0]) for i in range(8)]
+    np.testing.assert_array_equal(together, alone)
+    assert len(set(together.tolist())) > 1  # the eight equal queries did not all pick one neighbour
+
+
+def test_window_alps_under_vmap_search_only_due_seeds_and_equal_one_seed_at_a_time():
+    tj = teacher(CFG_RAW)
+    states = []
+    for seed in range(5):
+        state = tj.t.init(jax.random.key(seed))
+        for tasks, scores, mask in random_batches(seed, 4, 16):
+            state = tj.update(state, tasks, scores, mask)
+        states.append(state)
+    # five seeds with different episode counts, the last 10 episodes of each
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    ends = jnp.stack([s.episodes for s in states])
+    slots = (ends[:, None] - 10 + jnp.arange(10)) % stacked.aux.tasks.shape[1]
+    q_tasks = jnp.take_along_axis(stacked.aux.tasks, slots[..., None], 1)
+    q_scores = jnp.take_along_axis(stacked.aux.scores, slots, 1)
+    fitted = jnp.array([True, False, True, True, False])
+    for chunk in (None, 1, 2, 5):
+        got = jax.jit(jax.vmap(lambda h, t, s, e, f: window_alps(h, t, s, e, f, chunk)))(
+            stacked.aux, q_tasks, q_scores, ends, fitted)
+        for i, state in enumerate(states):
+            want = alps_of(state, state.episodes, 10) if fitted[i] else jnp.zeros(10)
+            np.testing.assert_array_equal(np.asarray(got[i]), np.asarray(want))
+    assert float(jnp.abs(got).sum()) > 0
 
 
 def test_history_sized_to_the_run_and_drops_counted():
@@ -191,9 +216,9 @@ def test_history_sized_to_the_run_and_drops_counted():
 
 
 def test_update_writes_the_history_in_place():
-    """The compiled, vmapped update holds no copy of the ALP database: the write is made to depend on
-    the nearest-neighbour search (teachers.base.after); without that XLA copied the whole history twice
-    per update (this test then counts 2)."""
+    """The compiled, vmapped update holds no copy of the ALP database (an earlier version, which
+    searched the database before writing to it at every update, copied the whole history twice per
+    update until the write was made to depend on the search)."""
     import re
 
     from teachers.registry import make_teacher

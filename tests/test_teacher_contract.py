@@ -221,3 +221,22 @@ def test_compact_valid_first_is_a_stable_partition(n):
         order, count = jax.jit(compact_valid_first)(jnp.asarray(mask))
         np.testing.assert_array_equal(np.asarray(order), np.argsort(~mask, kind="stable"))
         assert int(count) == int(mask.sum())
+
+
+@pytest.mark.parametrize("chunks", [1, 3, (2, 5), (2, 5, 11)])
+def test_map_due_seeds_replaces_exactly_the_due_rows(chunks):
+    """Due rows get ``compute``'s value, the others keep theirs, whatever the chunk sizes and however
+    many seeds are due (with several sizes each count picks another compiled loop)."""
+    from teachers.base import map_due_seeds
+
+    n = 11
+    out0 = (jnp.arange(n, dtype=jnp.float32), jnp.zeros((n, 2), jnp.int32))
+    compute = lambda take: (100.0 + take.astype(jnp.float32), jnp.stack([take, 2 * take], 1))
+    fn = jax.jit(lambda due: map_due_seeds(due, chunks, compute, out0))
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.1, 0.3, 0.6, 1.0):
+        due = rng.random(n) < density
+        got_a, got_b = fn(jnp.asarray(due))
+        idx = np.arange(n)
+        np.testing.assert_array_equal(np.asarray(got_a), np.where(due, 100.0 + idx, idx))
+        np.testing.assert_array_equal(np.asarray(got_b), np.where(due[:, None], np.stack([idx, 2 * idx], 1), 0))
