@@ -2,7 +2,12 @@
 
 try:  # first: the XLA CPU deadlock work-around, before JAX starts (envs/xla_cpu.py)
     from envs.xla_cpu import check_packages
-except ImportError as error:
-    raise ImportError("curriculax: cannot import envs.xla_cpu; is a folder named 'envs' in your project "
-                      "shadowing curriculax's envs package? (README: 'Package names')") from error
+except ImportError as error:  # a user's envs/ shadows ours: name both folders (as check_packages does)
+    import os
+    import sys
+    shadow = getattr(sys.modules.get("envs"), "__file__", None)
+    ours = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "envs")
+    raise ImportError(f"curriculax: the package 'envs' was imported from {shadow}, not from curriculax ({ours}): a "
+                      "folder named 'envs' in your project or the working directory shadows it (README: 'Package "
+                      "names')") from error
 check_packages()
