@@ -18,3 +18,15 @@ def test_a_users_envs_package_gets_a_clear_error(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert "the package 'envs' was imported from" in last and str(tmp_path / "envs") in last
     assert os.path.join(ROOT, "envs") in last and "Package names" in last
+
+
+def test_a_missing_dependency_of_our_envs_is_not_called_shadowing(tmp_path):
+    """Our own envs failing to import (here gymnax made unimportable) re-raises that error as it is."""
+    (tmp_path / "gymnax").mkdir()
+    (tmp_path / "gymnax" / "__init__.py").write_text("raise ImportError('no gymnax here')\n")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run([sys.executable, "-c", "from algos.ppo import make_train"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "ImportError: no gymnax here" and "shadows" not in proc.stderr
