@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.task_space import TaskSpace
-from teachers.base import Teacher, batch_all, chunk_sizes, map_due_seeds
+from teachers.base import Teacher, batch_all, chunk_size, map_due_seeds
 from teachers.gmm import GMMTeacherConfig, exact_block, GMMTeacherState, RowModel, gmm_teacher, ring_write
 
 DEFAULT_HISTORY = 100_000  # database entries when the run's episode budget is not known
@@ -158,11 +158,9 @@ def _window_alps_fn(capacity: int, chunk: int | None):
     @fn.def_vmap
     def fn_vmap(axis_size, in_batched, *args):
         h_tasks, h_scores, tie_seed, q_tasks, q_scores, end, fitted = batch_all(axis_size, in_batched, args)
-        # each chunk reads the histories of its seeds in place, block by block (no gathered copies);
-        # one chunk size, the largest: with a switch between sizes (as EM has) ALP-GMM cost twice as
-        # much on an H200 in the same run, for a reason not established (benchmarks/RESULTS.md)
+        # each chunk reads the histories of its seeds in place, block by block (no gathered copies)
         one = lambda s: _seed_alps(h_tasks, h_scores, s, tie_seed[s], q_tasks[s], q_scores[s], end[s], capacity)
-        out = map_due_seeds(fitted, chunk_sizes(axis_size, chunk)[-1], jax.vmap(one),
+        out = map_due_seeds(fitted, chunk_size(axis_size, chunk), jax.vmap(one),
                             jnp.zeros(q_scores.shape, jnp.float32))
         return out, True
 

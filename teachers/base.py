@@ -197,50 +197,39 @@ def batch_all(axis_size: int, in_batched: Any, args: tuple) -> tuple:
     return jax.tree.map(batched, tuple(args), tuple(in_batched))
 
 
-def chunk_sizes(axis_size: int, chunk: int | None) -> tuple[int, ...]:
-    """Chunk sizes :func:`map_due_seeds` may use for ``axis_size`` seeds: ``(chunk,)`` if given;
-    ``None``: ``ceil(axis_size / 16)`` on the CPU, and on an accelerator also ``ceil(axis_size / 4)``
-    (``jax.default_backend()`` when traced). A chunk costs its arithmetic on a CPU, so small chunks
-    waste least on seeds that are not due; on a GPU a chunk costs a fixed latency plus its arithmetic,
-    so when many seeds are due fewer, larger chunks are cheaper (benchmarks/RESULTS.md)."""
-    if chunk is not None:
-        return (max(1, min(int(chunk), axis_size)),)
-    sizes = [-(-axis_size // 16)] + ([] if jax.default_backend() == "cpu" else [-(-axis_size // 4)])
-    return tuple(sorted({max(1, min(c, axis_size)) for c in sizes}))
+def chunk_size(axis_size: int, chunk: int | None) -> int:
+    """Seeds per chunk of :func:`map_due_seeds` for ``axis_size`` seeds: ``chunk`` if given (clamped to
+    1..axis_size); ``None``: ``ceil(axis_size / 16)`` on the CPU, ``ceil(axis_size / 4)`` on an
+    accelerator (``jax.default_backend()`` when traced). A chunk costs its arithmetic on a CPU, so small
+    chunks waste least on seeds that are not due; on a GPU a chunk costs a fixed latency (about a
+    hundred dependent EM steps) plus its arithmetic, so fewer, larger chunks are cheaper. (A
+    ``lax.switch`` between a small and a large size was not faster on an H200; benchmarks/RESULTS.md.)"""
+    if chunk is None:
+        chunk = -(-axis_size // (16 if jax.default_backend() == "cpu" else 4))
+    return max(1, min(int(chunk), axis_size))
 
 
-def map_due_seeds(due: jax.Array, chunks: int | tuple[int, ...], compute: Callable[[jax.Array], Any],
-                  out: Any) -> Any:
+def map_due_seeds(due: jax.Array, chunk: int, compute: Callable[[jax.Array], Any], out: Any) -> Any:
     """``out`` [S, ...] (a pytree) with row i replaced by ``compute``'s result for every seed i with
     ``due[i]``, the due seeds gathered ``chunk`` at a time: ``compute(take [chunk]) -> pytree
     [chunk, ...]`` for seed indices ``take`` (the padding of the last chunk repeats a seed; its rows
     are dropped). For ``jax.custom_batching.custom_vmap`` rules of work that only some seeds need at a
     call (a refit, a search): under plain ``vmap`` a ``lax.cond`` on a per-seed flag runs its expensive
-    branch for every seed; here only ``ceil(due seeds / chunk)`` chunks run. With several ``chunks``
-    sizes (ascending) a call uses the smallest that holds all due seeds, else the largest (one
-    compiled loop per size; only the chosen one runs)."""
+    branch for every seed; here only ``ceil(due seeds / chunk)`` chunks run."""
     axis_size = due.shape[0]
-    chunks = (chunks,) if isinstance(chunks, int) else tuple(chunks)
     order, n_due = compact_valid_first(due)
+    n_chunks = -(-axis_size // chunk)
+    padded = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
 
-    def loop(chunk, out):
-        n_chunks = -(-axis_size // chunk)
-        padded = jnp.concatenate([order, jnp.full((n_chunks * chunk - axis_size,), axis_size, order.dtype)])
+    def body(carry):
+        i, out = carry
+        idx = jax.lax.dynamic_slice_in_dim(padded, i * chunk, chunk)
+        take = jnp.minimum(idx, axis_size - 1)
+        dest = jnp.where((idx < axis_size) & due[take], idx, axis_size)  # out of bounds: dropped
+        new = compute(take)
+        return i + 1, jax.tree.map(lambda a, b: a.at[dest].set(b, mode="drop"), out, new)
 
-        def body(carry):
-            i, out = carry
-            idx = jax.lax.dynamic_slice_in_dim(padded, i * chunk, chunk)
-            take = jnp.minimum(idx, axis_size - 1)
-            dest = jnp.where((idx < axis_size) & due[take], idx, axis_size)  # out of bounds: dropped
-            new = compute(take)
-            return i + 1, jax.tree.map(lambda a, b: a.at[dest].set(b, mode="drop"), out, new)
-
-        return jax.lax.while_loop(lambda c: c[0] * chunk < n_due, body, (jnp.zeros((), jnp.int32), out))[1]
-
-    if len(chunks) == 1:
-        return loop(chunks[0], out)
-    which = sum((n_due > c).astype(jnp.int32) for c in chunks[:-1])
-    return jax.lax.switch(which, [lambda o, c=c: loop(c, o) for c in chunks], out)
+    return jax.lax.while_loop(lambda c: c[0] * chunk < n_due, body, (jnp.zeros((), jnp.int32), out))[1]
 
 
 def after(values: Any, *reads: jax.Array) -> Any:

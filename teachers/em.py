@@ -42,7 +42,7 @@ can be jitted, vmapped over seeds and run on an accelerator. Every option lives 
 * **Refits under vmap.** :func:`refit` fits only when a per-seed flag says so. Without ``vmap`` it is a
   ``lax.cond``; under ``vmap`` a plain ``cond`` would become a select that runs EM for every seed at
   every call, so :func:`refit` has its own batching rule: the seeds that fit are gathered into chunks
-  (``EMOptions.vmap_chunk``, or by default the sizes of :func:`teachers.base.chunk_sizes`) and only
+  (``EMOptions.vmap_chunk`` seeds each, by default :func:`teachers.base.chunk_size`) and only
   those chunks run EM (the result of each seed is the same as
   without ``vmap``).
 
@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from teachers.base import batch_all, chunk_sizes, map_due_seeds
+from teachers.base import batch_all, chunk_size, map_due_seeds
 
 CRITERIA = ("aic", "bic", "aicc")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -83,7 +83,7 @@ class EMOptions:
     reg_covar: float = 1e-6  # sklearn reg_covar, added to every covariance diagonal
     kmeans_iters: int = 10  # Lloyd steps after k-means++ seeding (replaces sklearn's KMeans)
     criterion: str = "aic"  # "aic", "bic" or "aicc" (TDRL's AICc, see the module docstring)
-    vmap_chunk: int | None = None  # seeds fitted together under vmap; None: see teachers.base.chunk_sizes
+    vmap_chunk: int | None = None  # seeds fitted together under vmap; None: see teachers.base.chunk_size
     unroll: int = 4  # EM / Lloyd iterations per loop step (fewer loop-condition syncs on a GPU)
     # True: EM and Lloyd always take their maximum number of loop steps (a fit that has stopped keeps
     # its parameters: the same result), so the loops have a static trip count and a GPU never waits
@@ -613,7 +613,7 @@ def _refit_fn(ks: tuple[int, ...], options: EMOptions, aicc_dim: int | None):
             new = jax.vmap(fit_one)(seed[take], window[take])
             return jax.vmap(keep_or_take)(fitted[take], new, jax.tree.map(lambda a: a[take], gmm))
 
-        out = map_due_seeds(fitted, chunk_sizes(axis_size, options.vmap_chunk), compute,
+        out = map_due_seeds(fitted, chunk_size(axis_size, options.vmap_chunk), compute,
                             (gmm, jnp.zeros((axis_size,), bool)))
         return out, (jax.tree.map(lambda _: True, out[0]), True)
 
