@@ -8,7 +8,8 @@ Each core is timed on one jitted ``value_and_grad`` of mean(y²) over a whole ``
 with random resets (1 % of steps), from a fresh carry: AOT compile time (``lower().compile()``), then one
 warm-up call and the median of ``--repeats`` calls, each ending in ``block_until_ready``. Cores: S5 with
 the parallel (associative-scan) and the step (``lax.scan``) recurrence, GRU and LSTM; S5 is the paper's
-POPGym stack (``--s5-layers`` 4, ``--ssm-size`` 256, d_model = width), GRU and LSTM have ``width`` units.
+POPGym stack (``--s5-layers`` 4, ``--ssm-size`` 256, d_model = width), GRU and LSTM have ``width`` units
+(``gru`` / ``lstm``: the backend's default scan unroll; ``gru-unroll4`` etc. fix it).
 A failed size (e.g. out of memory) is recorded with its error and the run goes on.
 
 What is measured is a function in :data:`MEASURES` ``(name, core, args) -> rows``; a new measurement
@@ -82,10 +83,13 @@ def resolve(args: Args) -> Sizes:
 CORE_FACTORIES: dict[str, Callable[[Sizes], Any]] = {
     "s5-parallel": lambda s: make_core("s5", s.width, ssm_size=s.ssm_size, n_layers=s.s5_layers, mode="parallel"),
     "s5-step": lambda s: make_core("s5", s.width, ssm_size=s.ssm_size, n_layers=s.s5_layers, mode="step"),
-    "gru": lambda s: make_core("gru", s.width),
+    "gru": lambda s: make_core("gru", s.width),  # the backend's default unroll (memory/unroll.py)
+    "gru-unroll1": lambda s: make_core("gru", s.width, unroll=1),
     "gru-unroll4": lambda s: make_core("gru", s.width, unroll=4),
     "gru-unroll16": lambda s: make_core("gru", s.width, unroll=16),
     "lstm": lambda s: make_core("lstm", s.width),
+    "lstm-unroll1": lambda s: make_core("lstm", s.width, unroll=1),
+    "lstm-unroll16": lambda s: make_core("lstm", s.width, unroll=16),
 }
 
 

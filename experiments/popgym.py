@@ -46,6 +46,9 @@ class Config(RunConfig):
     s5_layers: int = 4
     s5_mode: str = "parallel"
     """S5 recurrence: parallel (associative scan, fast on a GPU) or step (lax.scan, faster on a CPU)"""
+    unroll: int | None = None
+    """GRU / LSTM time steps per iteration of their scan: the same outputs; default by backend (1 on the
+    CPU, 16 on a GPU, where each loop iteration has a fixed overhead; benchmarks.memory_cores times it)"""
     encoder: tuple[int, ...] = (128, 256)
     head_hidden: tuple[int, ...] = (128, 128)
     ppo: PPOConfig = ppo_preset("popjaxrl_popgym")
@@ -72,16 +75,22 @@ class Config(RunConfig):
         for core in self.cores or (self.core,):
             if core not in CORES:
                 raise ValueError(f"unknown core {core!r}; known: {sorted(CORES)}")
-        if self.hidden < 1 or self.s5_layers < 1:
-            raise ValueError("--hidden and --s5-layers must be >= 1")
+        if self.hidden < 1 or self.s5_layers < 1 or (self.unroll is not None and self.unroll < 1):
+            raise ValueError("--hidden, --s5-layers and --unroll must be >= 1")
         if self.s5_mode not in ("parallel", "step"):
             raise ValueError(f"--s5-mode must be parallel or step, got {self.s5_mode!r}")
         self.ppo.validate()
 
 
+SCANNED_CORES = ("gru", "lstm")
+"""cores that step through time in a ``lax.scan`` and take ``--unroll``"""
+
+
 def core_for(config: Config, name: str):
     if name == "s5":
         return make_core("s5", config.hidden, n_layers=config.s5_layers, mode=config.s5_mode)
+    if name in SCANNED_CORES:
+        return make_core(name, config.hidden, unroll=config.unroll)
     return make_core(name, config.hidden)
 
 
@@ -100,6 +109,8 @@ def popgym_job(config: Config, env_name: str, core_name: str):
     unused = ["env" if config.envs else "envs", "core" if config.cores else "cores"]
     if core_name != "s5":
         unused += ["s5_layers", "s5_mode"]
+    if core_name not in SCANNED_CORES:
+        unused += ["unroll"]
     record = None
     if is_factory_path(env_name):
         record = {"env": env_record(env_name, make_task_env(env_name))}

@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memory.unroll import resolve_unroll
+
 
 def _blockwise_orthogonal(blocks: int):
     """Orthogonal init of each ``[H, H]`` block of an ``[H, blocks*H]`` kernel (as three GRUCell kernels)."""
@@ -41,9 +43,9 @@ class GRU(nn.Module):
     """GRU over time-major sequences with reset flags; ``y`` is the hidden state at each step."""
 
     features: int
-    unroll: int = 1
-    """time steps per iteration of the scan's loop (``lax.scan(unroll=)``): the same outputs; on a GPU a
-    larger value trades compile time for fewer, larger kernels per step"""
+    unroll: int | None = None
+    """time steps per iteration of the scan's loop (``lax.scan(unroll=)``): the same outputs; None picks
+    by backend (:func:`memory.unroll.resolve_unroll`: 1 on the CPU, more on a GPU)"""
 
     @nn.compact
     def __call__(self, carry: jax.Array, inputs: tuple[jax.Array, jax.Array]):
@@ -65,7 +67,7 @@ class GRU(nn.Module):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        return jax.lax.scan(step, carry, (x_proj, reset), unroll=self.unroll)
+        return jax.lax.scan(step, carry, (x_proj, reset), unroll=resolve_unroll(self.unroll, "GRU"))
 
     def initial_carry(self, batch: int) -> jax.Array:
         return jnp.zeros((batch, self.features), jnp.float32)

@@ -14,11 +14,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memory.unroll import resolve_unroll
+
 
 class LSTM(nn.Module):
     """LSTM over time-major sequences with reset flags."""
 
     features: int
+    unroll: int | None = None
+    """time steps per iteration of the scan's loop (``nn.scan(unroll=)``): the same outputs; None picks
+    by backend (:func:`memory.unroll.resolve_unroll`: 1 on the CPU, more on a GPU)"""
 
     @nn.compact
     def __call__(self, carry: tuple[jax.Array, jax.Array], inputs: tuple[jax.Array, jax.Array]):
@@ -27,7 +32,8 @@ class LSTM(nn.Module):
             c_h = jax.tree.map(lambda a: jnp.where(reset_t[:, None], jnp.zeros_like(a), a), c_h)
             return cell(c_h, x_t)
 
-        scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False})
+        scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False},
+                       unroll=resolve_unroll(self.unroll, "LSTM"))
         x, reset = inputs
         return scan(nn.OptimizedLSTMCell(features=self.features), tuple(carry), (x, reset.astype(bool)))
 

@@ -3,8 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from memory import GRU
+from memory import GRU, LSTM
 
 
 def test_gru_whole_sequence_equals_step_by_step_with_resets():
@@ -53,19 +54,31 @@ def test_gru_equals_flax_gru_cell_step_by_step():
     np.testing.assert_allclose(carry, h, rtol=1e-5, atol=1e-6)
 
 
-def test_gru_unrolled_scan_gives_the_same_outputs_and_gradients():
+@pytest.mark.parametrize("core_cls", [GRU, LSTM])
+def test_unrolled_scan_gives_the_same_outputs_and_gradients(core_cls):
     T, B, F = 13, 2, 4  # T not a multiple of the unroll
     kx, kr, kp = jax.random.split(jax.random.PRNGKey(3), 3)
     x = jax.random.normal(kx, (T, B, F))
     reset = jax.random.bernoulli(kr, 0.3, (T, B))
-    params = GRU(6).init(kp, GRU(6).initial_carry(B), (x[:1], reset[:1]))
+    params = core_cls(6).init(kp, core_cls(6).initial_carry(B), (x[:1], reset[:1]))
 
     def loss(p, unroll):
-        _, y = GRU(6, unroll=unroll).apply(p, GRU(6).initial_carry(B), (x, reset))
+        _, y = core_cls(6, unroll=unroll).apply(p, core_cls(6).initial_carry(B), (x, reset))
         return jnp.sum(y ** 2), y
 
     (l1, y1), g1 = jax.value_and_grad(loss, has_aux=True)(params, 1)
     (l4, y4), g4 = jax.value_and_grad(loss, has_aux=True)(params, 4)
+    assert float(jnp.abs(y1).max()) > 1e-3  # a real output, not zeros
     np.testing.assert_allclose(y4, y1, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(g4), jax.tree.leaves(g1)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_unroll_defaults_by_backend_and_refuses_zero():
+    from memory.unroll import resolve_unroll
+    assert resolve_unroll(None, "GRU") == (1 if jax.default_backend() == "cpu" else 16)
+    assert resolve_unroll(4, "GRU") == 4
+    x, reset = jnp.zeros((3, 2, 4)), jnp.zeros((3, 2), bool)
+    for core_cls in (GRU, LSTM):
+        with pytest.raises(ValueError, match=f"{core_cls.__name__}: unroll must be >= 1"):
+            core_cls(5, unroll=0).init(jax.random.PRNGKey(0), core_cls(5).initial_carry(2), (x, reset))

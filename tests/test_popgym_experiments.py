@@ -19,6 +19,7 @@ TINY_PPO = ["--ppo.num-envs", "4", "--ppo.num-steps", "64", "--ppo.total-timeste
     (["--core", "transformer"], "unknown core"),
     (["--hidden", "0"], "--hidden"),
     (["--s5-mode", "fast"], "--s5-mode"),
+    (["--unroll", "0"], "--unroll"),
 ])
 def test_popgym_refuses_bad_input(argv, match):
     with pytest.raises(ValueError, match=match):
@@ -40,6 +41,13 @@ def test_popgym_tiny_run_writes_mmer(tmp_path):
     assert -1.0 <= summary["mmer"] <= 1.0 and summary["mmer_std"] >= 0.0
     recorded = json.load(open(tmp_path / "config.json"))
     assert recorded["config"]["envs"] is None and "s5_layers" in recorded["unused"]
+    assert "unroll" in recorded["unused"]  # the MLP has no scan to unroll
+
+
+@pytest.mark.parametrize("core", ["gru", "lstm"])
+def test_popgym_unroll_reaches_the_scanned_cores(core):
+    config = parse_config(popgym.Config, ["--core", core, "--unroll", "16"])
+    assert popgym.core_for(config, core).unroll == 16
 
 
 def test_meta_rl_tiny_run_writes_returns_per_trial(tmp_path):
