@@ -82,14 +82,15 @@ class Config(RunConfig):
         self.ppo.validate()
 
 
-SCANNED_CORES = ("gru", "lstm")
-"""cores that step through time in a ``lax.scan`` and take ``--unroll``"""
+def takes_unroll(core_name: str) -> bool:
+    """Whether the core steps through time in a scan with an ``unroll`` option (GRU, LSTM)."""
+    return hasattr(make_core(core_name, 1), "unroll")
 
 
 def core_for(config: Config, name: str):
     if name == "s5":
         return make_core("s5", config.hidden, n_layers=config.s5_layers, mode=config.s5_mode)
-    if name in SCANNED_CORES:
+    if takes_unroll(name):
         return make_core(name, config.hidden, unroll=config.unroll)
     return make_core(name, config.hidden)
 
@@ -109,7 +110,7 @@ def popgym_job(config: Config, env_name: str, core_name: str):
     unused = ["env" if config.envs else "envs", "core" if config.cores else "cores"]
     if core_name != "s5":
         unused += ["s5_layers", "s5_mode"]
-    if core_name not in SCANNED_CORES:
+    if not takes_unroll(core_name):
         unused += ["unroll"]
     record = None
     if is_factory_path(env_name):
