@@ -25,6 +25,10 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
   reported and skipped) and cuts ``metrics.jsonl`` back to it (written to a temporary file and
   renamed, so a kill cannot empty it), so the finished run equals an uninterrupted one. On a folder
   where nothing was written yet, ``--resume`` starts the run (a requeued job can always pass it);
+* a stall watchdog (``--stall-factor``): a chunk that runs far longer than the chunks before it ends
+  the process with exit code :data:`STALL_EXIT_CODE` and a message, since a hung XLA runtime (the
+  CPU deadlock of ``envs/xla_cpu.py``) cannot be recovered inside the process but the run folder
+  can be continued with ``--resume``;
 * a run holds a lock on its folder (``RUN_DIR/.lock``): a second run into a busy folder is refused;
   a fresh run refuses a folder that holds another run's metrics, summary or checkpoints;
 * ``config.json`` (resolved config, the fields the job did not use, chunk plan, library versions, git
@@ -46,6 +50,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -89,6 +94,10 @@ class RunConfig:
     """number of jitted chunks: logging, evaluation and a checkpoint after each"""
     progress: bool = True
     """show a progress bar"""
+    stall_factor: float = 10.0
+    """end the process (exit code 3, resumable with --resume) when a chunk runs this many times longer
+    per iteration than the slowest chunk before it (and at least 2 minutes), or, on the CPU backend,
+    uses no CPU for a minute: XLA's CPU runtime can hang for good (README, 'CPU note'); 0: no watchdog"""
     shard_seeds: bool = True
     """shard the seed axis over all devices (of every process) when it divides evenly"""
     env_devices: int = 1
@@ -119,6 +128,8 @@ class RunConfig:
             raise ValueError("--resume needs --run-dir pointing at the run to continue")
         if self.env_devices < 1:
             raise ValueError(f"--env-devices must be >= 1, got {self.env_devices}")
+        if not (self.stall_factor == 0 or self.stall_factor >= 2):
+            raise ValueError(f"--stall-factor must be 0 (off) or >= 2, got {self.stall_factor}")
         sweep_grid(self.sweep)
         from envs.distributed import Launch
 
@@ -560,8 +571,9 @@ def config_record(config: Any, unused: Sequence[str] = ()) -> dict:
 # What may change on --resume: how the run is continued, not what it computes.
 # The launch (processes, coordinator) and the layout of the environment axis over devices are free
 # too: a requeued job may resume on other hosts; a layout changes float rounding only.
-_RESUME_FREE = ("config.resume", "config.progress", "config.run_dir", "config.coordinator",
-                "config.num_processes", "config.process_id", "config.distributed", "config.env_devices")
+_RESUME_FREE = ("config.resume", "config.progress", "config.stall_factor", "config.run_dir",
+                "config.coordinator", "config.num_processes", "config.process_id", "config.distributed",
+                "config.env_devices")
 
 
 # Fields added to RunConfig after run folders were written, with the value those runs had.
@@ -742,6 +754,83 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
         return _train(prepared, state, sharding, resume, members, settings, verbose, say)
 
 
+STALL_EXIT_CODE = 3
+STALL_FLOOR_S = 120.0
+"""the shortest time a chunk may take before the watchdog's factor test ends the process"""
+IDLE_WINDOW_S = 60.0
+IDLE_CPU_FRACTION = 0.05
+"""on the CPU backend: a chunk whose process used less than this fraction of one core over the last
+``IDLE_WINDOW_S`` seconds is deadlocked (a running XLA CPU program keeps at least one core busy)"""
+
+
+class StallWatchdog:
+    """Ends the process when a chunk hangs, by either of two tests, checked by a thread while it runs:
+
+    * *too long*: the chunk takes ``factor`` times longer per iteration than the slowest chunk before
+      it, and at least :data:`STALL_FLOOR_S` (any backend; the first chunk is not tested);
+    * *idle* (``watch_cpu``, the default on the CPU backend): the process used almost no CPU time for
+      :data:`IDLE_WINDOW_S` seconds, which is how XLA's CPU deadlock looks (every thread waiting);
+      this test covers the first chunk too.
+
+    ``on_stall(message)`` defaults to printing the message and ``os._exit(STALL_EXIT_CODE)``: a hung
+    XLA runtime holds the main thread, so nothing short of ending the process frees it; the checkpoint
+    and metrics of every earlier chunk are on disk already. ``factor`` 0 turns both tests off."""
+
+    def __init__(self, factor: float, where: str, on_stall: Callable[[str], None] | None = None,
+                 floor_s: float | None = None, idle_window_s: float | None = None,
+                 watch_cpu: bool | None = None):
+        self.factor, self.where = factor, where
+        self.floor_s = STALL_FLOOR_S if floor_s is None else floor_s
+        self.idle_window_s = IDLE_WINDOW_S if idle_window_s is None else idle_window_s
+        self.watch_cpu = bool(factor) and (jax.default_backend() == "cpu" if watch_cpu is None else watch_cpu)
+        self.on_stall = on_stall or _end_stalled_process
+        self.slowest_per_iteration = None
+        self._stop = None
+
+    def start(self, chunk: int, iterations: int) -> None:
+        limit = None
+        if self.factor and self.slowest_per_iteration is not None:
+            limit = max(self.floor_s, self.factor * self.slowest_per_iteration * iterations)
+        if limit is None and not self.watch_cpu:
+            return
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, args=(chunk, limit, self._stop), daemon=True).start()
+
+    def finish(self, seconds: float, iterations: int) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        per_iteration = seconds / max(iterations, 1)
+        self.slowest_per_iteration = max(per_iteration, self.slowest_per_iteration or 0.0)
+
+    def _watch(self, chunk: int, limit: float | None, stop: threading.Event) -> None:
+        t0 = time.monotonic()
+        samples = [(t0, time.process_time())]  # process_time: CPU seconds of every thread
+        poll = min(5.0, self.idle_window_s / 4, limit / 4 if limit is not None else 5.0)
+        resume = (f"The run folder holds every chunk before it; continue with --resume (--stall-factor 0 "
+                  f"turns this check off).")
+        while not stop.wait(poll):
+            now, cpu = time.monotonic(), time.process_time()
+            if limit is not None and now - t0 >= limit:
+                return self.on_stall(
+                    f"curriculax: chunk {chunk} of {self.where} made no progress for {limit:.0f} s "
+                    f"({self.factor:g}x the slowest earlier chunk): the process is taken to be hung. {resume}")
+            samples.append((now, cpu))
+            while len(samples) > 1 and now - samples[1][0] >= self.idle_window_s:
+                samples.pop(0)  # keep the newest sample that is at least a window old
+            then, cpu_then = samples[0]
+            if self.watch_cpu and now - then >= self.idle_window_s and \
+                    cpu - cpu_then < IDLE_CPU_FRACTION * (now - then):
+                return self.on_stall(
+                    f"curriculax: chunk {chunk} of {self.where} used no CPU for {now - then:.0f} s on the CPU "
+                    f"backend: XLA's CPU runtime is deadlocked (README, 'CPU note'). {resume}")
+
+
+def _end_stalled_process(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    os._exit(STALL_EXIT_CODE)
+
+
 def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resume: bool, members: int,
            settings: list[dict], verbose: bool, say: Callable[[str], None]) -> dict:
     job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
@@ -775,6 +864,7 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
     compile_time = last.get("compile_time_s", 0.0)
     iterations_done = sum(plan[:start_chunk])
     bar = _progress(len(plan), start_chunk, job.name, config.progress and verbose)
+    watchdog = StallWatchdog(config.stall_factor, run_dir)
     for c in range(start_chunk, len(plan)):
         t0 = time.perf_counter()
         if chunk_fn is None:  # one program for every chunk of the plan
@@ -787,6 +877,7 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
             compile_time += time.perf_counter() - t0
         t1 = time.perf_counter()
         size = plan[c]
+        watchdog.start(c, size)
         state, metrics = chunk_fn(state, np.int32(size))
         if after_fn is not None:
             state = after_fn(state, np.int32(c))
@@ -803,6 +894,7 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
         }
         if evaluate is not None:
             record.update(to_host(evaluate(state)))
+        watchdog.finish(time.perf_counter() - t1, size)
         wall += time.perf_counter() - t0
         record.update(wall_time_s=wall, run_time_s=run_time, compile_time_s=compile_time)
         record = _to_json(record)

@@ -19,7 +19,8 @@ import pytest
 from algos.loops import masked_scan
 from experiments import ppo_cartpole
 from experiments.checkpoints import Checkpointer
-from experiments.runner import Job, RunConfig, default_run_dir, parse_config, read_records, run, seed_keys
+from experiments.runner import (STALL_EXIT_CODE, Job, RunConfig, StallWatchdog, default_run_dir, parse_config,
+                                read_records, run, seed_keys)
 from tests.multidevice import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -235,6 +236,87 @@ def test_continual_resume_after_sigkill_past_a_task_boundary(tmp_path):
     (s_full, m_full), (s_cut, m_cut) = _final_toy_state(full_dir, 3), _final_toy_state(cut_dir, 3)
     assert m_full == m_cut == {"chunks_done": len(PLAN)}
     jax.tree.map(np.testing.assert_array_equal, s_full, s_cut)
+
+
+def test_stall_watchdog_fires_only_past_its_limit():
+    fired = []
+    dog = StallWatchdog(10.0, "runs/x", on_stall=fired.append, floor_s=0.2, watch_cpu=False)
+    dog.start(0, 5)  # the first chunk has nothing to compare with: not watched
+    time.sleep(0.4)
+    dog.finish(0.01, 1)  # slowest so far: 0.01 s per iteration
+    dog.start(1, 1)  # limit max(0.2, 10 * 0.01 * 1) = 0.2 s
+    dog.finish(0.05, 1)  # in time: stopped
+    time.sleep(0.4)
+    assert fired == []
+    dog.start(2, 10)  # limit max(0.2, 10 * 0.05 * 10) = 5 s
+    time.sleep(0.4)
+    dog.finish(0.4, 10)
+    assert fired == []
+    dog.start(3, 1)  # limit max(0.2, 10 * 0.05) = 0.5 s; this chunk never finishes
+    time.sleep(1.0)
+    assert len(fired) == 1 and "chunk 3 of runs/x made no progress" in fired[0] and "--resume" in fired[0]
+    off = StallWatchdog(0.0, "runs/y", on_stall=fired.append, floor_s=0.0, watch_cpu=True)
+    off.finish(0.001, 1)
+    off.start(1, 1)
+    time.sleep(0.3)
+    assert len(fired) == 1
+    with pytest.raises(ValueError, match="--stall-factor"):
+        RunConfig(stall_factor=1.5).validate()
+
+
+def test_stall_watchdog_tells_an_idle_process_from_a_busy_one():
+    """The CPU test fires when the process uses no CPU for a window (the first chunk too), not while
+    it computes."""
+    fired = []
+    dog = StallWatchdog(10.0, "runs/z", on_stall=fired.append, idle_window_s=0.4, watch_cpu=True)
+    dog.start(0, 1)
+    t0 = time.perf_counter()
+    x = np.random.default_rng(0).normal(size=(200, 200))
+    while time.perf_counter() - t0 < 1.2:  # busy: the main thread computes
+        x = np.tanh(x @ x.T / 200.0)
+    dog.finish(1.2, 1)
+    assert fired == []
+    dog.start(1, 1)
+    time.sleep(1.2)  # idle, as a deadlocked runtime
+    assert len(fired) == 1 and "chunk 1 of runs/z used no CPU" in fired[0]
+
+
+STALL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import experiments.runner as R
+    from tests.test_runner import toy_job
+    R.IDLE_WINDOW_S = 2.0
+    job, calls = toy_job(), []
+    def reduce(metrics):
+        calls.append(1)
+        if "--stall" in sys.argv and len(calls) == 1:
+            time.sleep(120)  # the first chunk never finishes and uses no CPU, as a deadlocked runtime
+        return toy_job().reduce(metrics)
+    config = R.RunConfig(seeds=3, seed=1, run_dir=sys.argv[1], resume="--resume" in sys.argv, progress=False)
+    R.run(job._replace(reduce=reduce), config, verbose=False)
+""")
+
+
+def test_a_stalled_chunk_ends_the_process_and_the_run_resumes(tmp_path):
+    """A first chunk that hangs without using the CPU ends the process with the stall exit code and a
+    message; --resume then finishes the run with the records of an uninterrupted one."""
+    def process(*args):
+        return subprocess.run([sys.executable, "-c", STALL_SCRIPT, *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
+    full_dir, cut_dir = str(tmp_path / "full"), str(tmp_path / "cut")
+    assert process(full_dir).returncode == 0
+    t0 = time.perf_counter()
+    stalled = process(cut_dir, "--stall")
+    assert stalled.returncode == STALL_EXIT_CODE, stalled.stdout + stalled.stderr
+    assert time.perf_counter() - t0 < 100  # ended by the watchdog, not by the 120 s sleep
+    assert "chunk 0 of" in stalled.stderr and "used no CPU" in stalled.stderr and "--resume" in stalled.stderr
+    assert not os.path.exists(os.path.join(cut_dir, "metrics.jsonl")) or not read_records(
+        os.path.join(cut_dir, "metrics.jsonl"))
+    resumed = process(cut_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _strip(read_records(os.path.join(full_dir, "metrics.jsonl"))) == _strip(
+        read_records(os.path.join(cut_dir, "metrics.jsonl")))
 
 
 def _run_module(args, **kw):
