@@ -796,12 +796,27 @@ class StallWatchdog:
         self._stop = threading.Event()
         threading.Thread(target=self._watch, args=(chunk, limit, self._stop), daemon=True).start()
 
-    def finish(self, seconds: float, iterations: int) -> None:
+    def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
             self._stop = None
+
+    def finish(self, seconds: float, iterations: int) -> None:
+        """The chunk finished in ``seconds``: stop watching it and compare later chunks with it."""
+        self.stop()
         per_iteration = seconds / max(iterations, 1)
         self.slowest_per_iteration = max(per_iteration, self.slowest_per_iteration or 0.0)
+
+    @contextlib.contextmanager
+    def watching(self, chunk: int, iterations: int):
+        """Watch the block's chunk; an exception inside it stops the watch and is not timed."""
+        t0 = time.perf_counter()
+        self.start(chunk, iterations)
+        try:
+            yield
+        finally:
+            self.stop()
+        self.finish(time.perf_counter() - t0, iterations)
 
     def _watch(self, chunk: int, limit: float | None, stop: threading.Event) -> None:
         t0 = time.monotonic()
@@ -877,24 +892,23 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
             compile_time += time.perf_counter() - t0
         t1 = time.perf_counter()
         size = plan[c]
-        watchdog.start(c, size)
-        state, metrics = chunk_fn(state, np.int32(size))
-        if after_fn is not None:
-            state = after_fn(state, np.int32(c))
-        metrics = to_host(metrics)
-        run_time += time.perf_counter() - t1
-        if not job.metrics_per_chunk:
-            metrics = jax.tree.map(lambda m: m[:, :size], metrics)
-        iterations_done += size
-        record = {
-            "chunk": c,
-            "iteration": iterations_done,
-            "env_steps": iterations_done * job.steps_per_iteration,
-            **job.reduce(metrics),
-        }
-        if evaluate is not None:
-            record.update(to_host(evaluate(state)))
-        watchdog.finish(time.perf_counter() - t1, size)
+        with watchdog.watching(c, size):
+            state, metrics = chunk_fn(state, np.int32(size))
+            if after_fn is not None:
+                state = after_fn(state, np.int32(c))
+            metrics = to_host(metrics)
+            run_time += time.perf_counter() - t1
+            if not job.metrics_per_chunk:
+                metrics = jax.tree.map(lambda m: m[:, :size], metrics)
+            iterations_done += size
+            record = {
+                "chunk": c,
+                "iteration": iterations_done,
+                "env_steps": iterations_done * job.steps_per_iteration,
+                **job.reduce(metrics),
+            }
+            if evaluate is not None:
+                record.update(to_host(evaluate(state)))
         wall += time.perf_counter() - t0
         record.update(wall_time_s=wall, run_time_s=run_time, compile_time_s=compile_time)
         record = _to_json(record)

@@ -279,6 +279,11 @@ def test_stall_watchdog_tells_an_idle_process_from_a_busy_one():
     dog.start(1, 1)
     time.sleep(1.2)  # idle, as a deadlocked runtime
     assert len(fired) == 1 and "chunk 1 of runs/z used no CPU" in fired[0]
+    with pytest.raises(RuntimeError):  # a chunk that fails stops its watch: no stall reported later
+        with dog.watching(2, 1):
+            raise RuntimeError("the chunk failed")
+    time.sleep(1.2)
+    assert len(fired) == 1
 
 
 STALL_SCRIPT = textwrap.dedent("""
