@@ -25,8 +25,8 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
   reported and skipped) and cuts ``metrics.jsonl`` back to it (written to a temporary file and
   renamed, so a kill cannot empty it), so the finished run equals an uninterrupted one. On a folder
   where nothing was written yet, ``--resume`` starts the run (a requeued job can always pass it);
-* a stall watchdog (``--stall-factor``): a chunk that runs far longer than the chunks before it ends
-  the process with exit code :data:`STALL_EXIT_CODE` and a message, since a hung XLA runtime (the
+* a stall watchdog (``--stall-factor``): on the CPU backend a run whose process uses no CPU for a
+  minute, on any backend a chunk that runs far longer than the chunks before it, ends the process with exit code :data:`STALL_EXIT_CODE` and a message, since a hung XLA runtime (the
   CPU deadlock of ``envs/xla_cpu.py``) cannot be recovered inside the process but the run folder
   can be continued with ``--resume``;
 * a run holds a lock on its folder (``RUN_DIR/.lock``): a second run into a busy folder is refused;
@@ -710,7 +710,8 @@ def _say(message: str) -> None:
 def _execute(prepared: _Prepared, verbose: bool) -> dict:
     lock = _RunLock(prepared.run_dir) if is_main_process() else None
     try:
-        return _execute_locked(prepared, verbose)
+        with StallWatchdog(prepared.config.stall_factor, prepared.run_dir).idle_watch():
+            return _execute_locked(prepared, verbose)
     except OSError as e:
         if disk_full(e) and not isinstance(e, DiskFullError):
             raise DiskFullError(e.errno, f"no space left on the device while writing {prepared.run_dir}; "
@@ -764,17 +765,19 @@ IDLE_CPU_FRACTION = 0.05
 
 
 class StallWatchdog:
-    """Ends the process when a chunk hangs, by either of two tests, checked by a thread while it runs:
+    """Ends the process when a run hangs, by either of two tests, each checked by a thread:
 
-    * *too long*: the chunk takes ``factor`` times longer per iteration than the slowest chunk before
-      it, and at least :data:`STALL_FLOOR_S` (any backend; the first chunk is not tested);
-    * *idle* (``watch_cpu``, the default on the CPU backend): the process used almost no CPU time for
-      :data:`IDLE_WINDOW_S` seconds, which is how XLA's CPU deadlock looks (every thread waiting);
-      this test covers the first chunk too.
+    * *idle* (:meth:`idle_watch` around the whole run; on by default on the CPU backend): the process
+      used almost no CPU time for :data:`IDLE_WINDOW_S` seconds, which is how XLA's CPU deadlock looks
+      (the main thread waiting for a result no thread computes). Seen in a chunk and in the tiny
+      computation of a run's seed keys, so it watches compiling, chunks and writing alike;
+    * *too long* (:meth:`watching` around each chunk; any backend): the chunk takes ``factor`` times
+      longer per iteration than the slowest chunk before it, and at least :data:`STALL_FLOOR_S` (the
+      first chunk is not tested).
 
     ``on_stall(message)`` defaults to printing the message and ``os._exit(STALL_EXIT_CODE)``: a hung
     XLA runtime holds the main thread, so nothing short of ending the process frees it; the checkpoint
-    and metrics of every earlier chunk are on disk already. ``factor`` 0 turns both tests off."""
+    and metrics of every finished chunk are on disk already. ``factor`` 0 turns both tests off."""
 
     def __init__(self, factor: float, where: str, on_stall: Callable[[str], None] | None = None,
                  floor_s: float | None = None, idle_window_s: float | None = None,
@@ -785,60 +788,57 @@ class StallWatchdog:
         self.watch_cpu = bool(factor) and (jax.default_backend() == "cpu" if watch_cpu is None else watch_cpu)
         self.on_stall = on_stall or _end_stalled_process
         self.slowest_per_iteration = None
-        self._stop = None
 
-    def start(self, chunk: int, iterations: int) -> None:
-        limit = None
-        if self.factor and self.slowest_per_iteration is not None:
-            limit = max(self.floor_s, self.factor * self.slowest_per_iteration * iterations)
-        if limit is None and not self.watch_cpu:
-            return
-        self._stop = threading.Event()
-        threading.Thread(target=self._watch, args=(chunk, limit, self._stop), daemon=True).start()
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-            self._stop = None
-
-    def finish(self, seconds: float, iterations: int) -> None:
-        """The chunk finished in ``seconds``: stop watching it and compare later chunks with it."""
-        self.stop()
-        per_iteration = seconds / max(iterations, 1)
-        self.slowest_per_iteration = max(per_iteration, self.slowest_per_iteration or 0.0)
+    @contextlib.contextmanager
+    def idle_watch(self):
+        """The idle test over the block (nothing where ``watch_cpu`` is off)."""
+        with self._thread(self._idle, "the run") if self.watch_cpu else contextlib.nullcontext():
+            yield
 
     @contextlib.contextmanager
     def watching(self, chunk: int, iterations: int):
-        """Watch the block's chunk; an exception inside it stops the watch and is not timed."""
+        """The too-long test over one chunk; the chunk's time sets later chunks' limits (an exception
+        inside the block stops the watch and is not timed)."""
+        limit = None
+        if self.factor and self.slowest_per_iteration is not None:
+            limit = max(self.floor_s, self.factor * self.slowest_per_iteration * iterations)
         t0 = time.perf_counter()
-        self.start(chunk, iterations)
+        with self._thread(self._too_long, f"chunk {chunk}", limit) if limit else contextlib.nullcontext():
+            yield
+        per_iteration = (time.perf_counter() - t0) / max(iterations, 1)
+        self.slowest_per_iteration = max(per_iteration, self.slowest_per_iteration or 0.0)
+
+    @contextlib.contextmanager
+    def _thread(self, test: Callable, *args):
+        stop = threading.Event()
+        threading.Thread(target=test, args=(stop, *args), daemon=True).start()
         try:
             yield
         finally:
-            self.stop()
-        self.finish(time.perf_counter() - t0, iterations)
+            stop.set()
 
-    def _watch(self, chunk: int, limit: float | None, stop: threading.Event) -> None:
-        t0 = time.monotonic()
-        samples = [(t0, time.process_time())]  # process_time: CPU seconds of every thread
-        poll = min(5.0, self.idle_window_s / 4, limit / 4 if limit is not None else 5.0)
-        resume = (f"The run folder holds every chunk before it; continue with --resume (--stall-factor 0 "
-                  f"turns this check off).")
-        while not stop.wait(poll):
+    def _resume_hint(self, what: str) -> str:
+        return (f"curriculax: {what} of {self.where} %s. The run folder holds every finished chunk; "
+                f"continue with --resume (--stall-factor 0 turns this check off).")
+
+    def _too_long(self, stop: threading.Event, what: str, limit: float) -> None:
+        if not stop.wait(limit):
+            self.on_stall(self._resume_hint(what) % (
+                f"made no progress for {limit:.0f} s ({self.factor:g}x the slowest earlier chunk): the "
+                f"process is taken to be hung"))
+
+    def _idle(self, stop: threading.Event, what: str) -> None:
+        samples = [(time.monotonic(), time.process_time())]  # process_time: CPU seconds of every thread
+        while not stop.wait(min(5.0, self.idle_window_s / 4)):
             now, cpu = time.monotonic(), time.process_time()
-            if limit is not None and now - t0 >= limit:
-                return self.on_stall(
-                    f"curriculax: chunk {chunk} of {self.where} made no progress for {limit:.0f} s "
-                    f"({self.factor:g}x the slowest earlier chunk): the process is taken to be hung. {resume}")
             samples.append((now, cpu))
             while len(samples) > 1 and now - samples[1][0] >= self.idle_window_s:
                 samples.pop(0)  # keep the newest sample that is at least a window old
             then, cpu_then = samples[0]
-            if self.watch_cpu and now - then >= self.idle_window_s and \
-                    cpu - cpu_then < IDLE_CPU_FRACTION * (now - then):
-                return self.on_stall(
-                    f"curriculax: chunk {chunk} of {self.where} used no CPU for {now - then:.0f} s on the CPU "
-                    f"backend: XLA's CPU runtime is deadlocked (README, 'CPU note'). {resume}")
+            if now - then >= self.idle_window_s and cpu - cpu_then < IDLE_CPU_FRACTION * (now - then):
+                return self.on_stall(self._resume_hint(what) % (
+                    f"used no CPU for {now - then:.0f} s on the CPU backend: XLA's CPU runtime is "
+                    f"deadlocked (README, 'CPU note')"))
 
 
 def _end_stalled_process(message: str) -> None:

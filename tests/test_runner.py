@@ -241,49 +241,43 @@ def test_continual_resume_after_sigkill_past_a_task_boundary(tmp_path):
 def test_stall_watchdog_fires_only_past_its_limit():
     fired = []
     dog = StallWatchdog(10.0, "runs/x", on_stall=fired.append, floor_s=0.2, watch_cpu=False)
-    dog.start(0, 5)  # the first chunk has nothing to compare with: not watched
-    time.sleep(0.4)
-    dog.finish(0.01, 1)  # slowest so far: 0.01 s per iteration
-    dog.start(1, 1)  # limit max(0.2, 10 * 0.01 * 1) = 0.2 s
-    dog.finish(0.05, 1)  # in time: stopped
-    time.sleep(0.4)
+    with dog.watching(0, 5):  # the first chunk has nothing to compare with: not tested
+        time.sleep(0.3)
+    assert fired == [] and dog.slowest_per_iteration == pytest.approx(0.06, abs=0.03)
+    with dog.watching(1, 1):  # limit max(0.2, 10 * 0.06 * 1) = 0.6 s: in time
+        time.sleep(0.1)
+    time.sleep(0.8)
     assert fired == []
-    dog.start(2, 10)  # limit max(0.2, 10 * 0.05 * 10) = 5 s
-    time.sleep(0.4)
-    dog.finish(0.4, 10)
-    assert fired == []
-    dog.start(3, 1)  # limit max(0.2, 10 * 0.05) = 0.5 s; this chunk never finishes
-    time.sleep(1.0)
-    assert len(fired) == 1 and "chunk 3 of runs/x made no progress" in fired[0] and "--resume" in fired[0]
-    off = StallWatchdog(0.0, "runs/y", on_stall=fired.append, floor_s=0.0, watch_cpu=True)
-    off.finish(0.001, 1)
-    off.start(1, 1)
-    time.sleep(0.3)
+    with dog.watching(2, 1):  # this chunk takes far longer
+        time.sleep(1.5)
+    assert len(fired) == 1 and "chunk 2 of runs/x made no progress" in fired[0] and "--resume" in fired[0]
+    with pytest.raises(RuntimeError):  # a chunk that fails stops its watch
+        with dog.watching(3, 1):
+            raise RuntimeError("the chunk failed")
+    time.sleep(0.5)
+    assert len(fired) == 1
+    off = StallWatchdog(0.0, "runs/y", on_stall=fired.append, floor_s=0.0, idle_window_s=0.2, watch_cpu=True)
+    for block in (off.watching(0, 1), off.watching(1, 1), off.idle_watch()):
+        with block:
+            time.sleep(0.5)
     assert len(fired) == 1
     with pytest.raises(ValueError, match="--stall-factor"):
         RunConfig(stall_factor=1.5).validate()
 
 
 def test_stall_watchdog_tells_an_idle_process_from_a_busy_one():
-    """The CPU test fires when the process uses no CPU for a window (the first chunk too), not while
-    it computes."""
+    """The idle test fires when the process uses no CPU for a window, not while it computes."""
     fired = []
     dog = StallWatchdog(10.0, "runs/z", on_stall=fired.append, idle_window_s=0.4, watch_cpu=True)
-    dog.start(0, 1)
-    t0 = time.perf_counter()
-    x = np.random.default_rng(0).normal(size=(200, 200))
-    while time.perf_counter() - t0 < 1.2:  # busy: the main thread computes
-        x = np.tanh(x @ x.T / 200.0)
-    dog.finish(1.2, 1)
+    with dog.idle_watch():
+        t0 = time.perf_counter()
+        x = np.random.default_rng(0).normal(size=(200, 200))
+        while time.perf_counter() - t0 < 1.2:  # busy: the main thread computes
+            x = np.tanh(x @ x.T / 200.0)
     assert fired == []
-    dog.start(1, 1)
-    time.sleep(1.2)  # idle, as a deadlocked runtime
-    assert len(fired) == 1 and "chunk 1 of runs/z used no CPU" in fired[0]
-    with pytest.raises(RuntimeError):  # a chunk that fails stops its watch: no stall reported later
-        with dog.watching(2, 1):
-            raise RuntimeError("the chunk failed")
-    time.sleep(1.2)
-    assert len(fired) == 1
+    with dog.idle_watch():
+        time.sleep(1.2)  # idle, as a deadlocked runtime
+    assert len(fired) == 1 and "the run of runs/z used no CPU" in fired[0]
 
 
 STALL_SCRIPT = textwrap.dedent("""
@@ -315,7 +309,7 @@ def test_a_stalled_chunk_ends_the_process_and_the_run_resumes(tmp_path):
     stalled = process(cut_dir, "--stall")
     assert stalled.returncode == STALL_EXIT_CODE, stalled.stdout + stalled.stderr
     assert time.perf_counter() - t0 < 100  # ended by the watchdog, not by the 120 s sleep
-    assert "chunk 0 of" in stalled.stderr and "used no CPU" in stalled.stderr and "--resume" in stalled.stderr
+    assert "the run of" in stalled.stderr and "used no CPU" in stalled.stderr and "--resume" in stalled.stderr
     assert not os.path.exists(os.path.join(cut_dir, "metrics.jsonl")) or not read_records(
         os.path.join(cut_dir, "metrics.jsonl"))
     resumed = process(cut_dir, "--resume")
