@@ -25,9 +25,10 @@ optional ``after_chunk`` hook, how to reduce a chunk's metrics, what to evaluate
   reported and skipped) and cuts ``metrics.jsonl`` back to it (written to a temporary file and
   renamed, so a kill cannot empty it), so the finished run equals an uninterrupted one. On a folder
   where nothing was written yet, ``--resume`` starts the run (a requeued job can always pass it);
-* a stall watchdog (``--stall-factor``): on the CPU backend a run whose process uses no CPU for a
-  minute, on any backend a chunk that runs far longer than the chunks before it, ends the process with exit code :data:`STALL_EXIT_CODE` and a message, since a hung XLA runtime (the
-  CPU deadlock of ``envs/xla_cpu.py``) cannot be recovered inside the process but the run folder
+* a stall watchdog (:class:`StallWatchdog`, ``--stall-factor``): on the CPU backend a run whose
+  process uses no CPU for a minute, on any backend a chunk that runs far longer than the chunks before
+  it, ends the process with exit code :data:`STALL_EXIT_CODE` and a message, since a hung XLA runtime
+  (the CPU deadlock of ``envs/xla_cpu.py``) cannot be recovered inside the process but the run folder
   can be continued with ``--resume``;
 * a run holds a lock on its folder (``RUN_DIR/.lock``): a second run into a busy folder is refused;
   a fresh run refuses a folder that holds another run's metrics, summary or checkpoints;
@@ -760,7 +761,7 @@ STALL_FLOOR_S = 120.0
 """the shortest time a chunk may take before the watchdog's factor test ends the process"""
 IDLE_WINDOW_S = 60.0
 IDLE_CPU_FRACTION = 0.05
-"""on the CPU backend: a chunk whose process used less than this fraction of one core over the last
+"""on the CPU backend: a run whose process used less than this fraction of one core over the last
 ``IDLE_WINDOW_S`` seconds is deadlocked (a running XLA CPU program keeps at least one core busy)"""
 
 
