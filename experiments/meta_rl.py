@@ -13,7 +13,11 @@ observation and action projections). PPO trains on ``--train`` only; after every
 (sampling) runs ``--eval-episodes`` fresh meta-episodes on each of the two, and the return of every
 trial index is recorded. ``summary.json``: ``train_return`` / ``heldout_return`` (mean meta-episode
 return at the end), ``train_trial_returns`` / ``heldout_trial_returns`` (mean return per trial index),
-``*_improvement`` (mean of the later half of the trials minus the first trial), ``mmer`` as POPGym;
+``*_improvement`` (mean of the later half of the trials minus the first trial) and
+``*_improvement_after_first`` (the same minus trial 1 instead of trial 0), ``mmer`` as POPGym. Trial 0
+alone begins at the meta-reset observation (first-step flag), which even a memory-less policy plays
+worse, so ``*_improvement`` is no evidence of in-context learning without a ``--core mlp`` run beside
+it; the gap from trial 1 on has no such confound (benchmarks/RESULTS.md);
 ``plots/trial_returns.png`` shows the return per trial index at the end.
 """
 
@@ -152,6 +156,8 @@ def main(config: Config) -> dict:
             summary[f"{split}_return_std"] = float(seed_std(per_trial.sum(axis=1)))
             summary[f"{split}_trial_returns"] = [float(v) for v in mean]
             summary[f"{split}_improvement"] = float(later - mean[0])
+            if len(mean) > 2:
+                summary[f"{split}_improvement_after_first"] = float(later - mean[1])
         return summary
 
     def extra_plots(plots_dir, records):

@@ -62,4 +62,8 @@ def test_meta_rl_tiny_run_writes_returns_per_trial(tmp_path):
         assert per_trial.shape == (16,)  # MetaStatelessCartPole: 16 trials
         assert np.all((per_trial > 0) & (per_trial <= 1.0))  # each trial pays 1/200 per step, at most 1
         assert summary[f"{split}_return"] == pytest.approx(per_trial.sum(), rel=1e-5)
+        later = per_trial[8:].mean()
+        assert summary[f"{split}_improvement"] == pytest.approx(later - per_trial[0], rel=1e-5, abs=1e-7)
+        assert summary[f"{split}_improvement_after_first"] == pytest.approx(later - per_trial[1], rel=1e-5,
+                                                                            abs=1e-7)
     assert (tmp_path / "plots" / "trial_returns.png").exists()
