@@ -711,8 +711,9 @@ def _say(message: str) -> None:
 def _execute(prepared: _Prepared, verbose: bool) -> dict:
     lock = _RunLock(prepared.run_dir) if is_main_process() else None
     try:
-        with StallWatchdog(prepared.config.stall_factor, prepared.run_dir).idle_watch():
-            return _execute_locked(prepared, verbose)
+        watchdog = StallWatchdog(prepared.config.stall_factor, prepared.run_dir)
+        with watchdog.idle_watch():
+            return _execute_locked(prepared, verbose, watchdog)
     except OSError as e:
         if disk_full(e) and not isinstance(e, DiskFullError):
             raise DiskFullError(e.errno, f"no space left on the device while writing {prepared.run_dir}; "
@@ -723,7 +724,7 @@ def _execute(prepared: _Prepared, verbose: bool) -> dict:
             lock.release()
 
 
-def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
+def _execute_locked(prepared: _Prepared, verbose: bool, watchdog: StallWatchdog) -> dict:
     job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
     main = is_main_process()
     verbose = verbose and main
@@ -753,7 +754,7 @@ def _execute_locked(prepared: _Prepared, verbose: bool) -> dict:
         # pinned to its input's layout, the one it was compiled for.
         pin = {"out_shardings": sharding} if sharding is not None and config.env_devices == 1 else {}
         state = jax.jit(jax.vmap(job.init), **pin)(*args)
-        return _train(prepared, state, sharding, resume, members, settings, verbose, say)
+        return _train(prepared, state, sharding, resume, members, settings, verbose, say, watchdog)
 
 
 STALL_EXIT_CODE = 3
@@ -818,15 +819,14 @@ class StallWatchdog:
         finally:
             stop.set()
 
-    def _resume_hint(self, what: str) -> str:
-        return (f"curriculax: {what} of {self.where} %s. The run folder holds every finished chunk; "
-                f"continue with --resume (--stall-factor 0 turns this check off).")
+    def _stalled(self, what: str, why: str) -> None:
+        self.on_stall(f"curriculax: {what} of {self.where} {why}. The run folder holds every finished chunk; "
+                      f"continue with --resume (--stall-factor 0 turns this check off).")
 
     def _too_long(self, stop: threading.Event, what: str, limit: float) -> None:
         if not stop.wait(limit):
-            self.on_stall(self._resume_hint(what) % (
-                f"made no progress for {limit:.0f} s ({self.factor:g}x the slowest earlier chunk): the "
-                f"process is taken to be hung"))
+            self._stalled(what, f"made no progress for {limit:.0f} s ({self.factor:g}x the slowest earlier "
+                                f"chunk): the process is taken to be hung")
 
     def _idle(self, stop: threading.Event, what: str) -> None:
         samples = [(time.monotonic(), time.process_time())]  # process_time: CPU seconds of every thread
@@ -837,9 +837,8 @@ class StallWatchdog:
                 samples.pop(0)  # keep the newest sample that is at least a window old
             then, cpu_then = samples[0]
             if now - then >= self.idle_window_s and cpu - cpu_then < IDLE_CPU_FRACTION * (now - then):
-                return self.on_stall(self._resume_hint(what) % (
-                    f"used no CPU for {now - then:.0f} s on the CPU backend: XLA's CPU runtime is "
-                    f"deadlocked (README, 'CPU note')"))
+                return self._stalled(what, f"used no CPU for {now - then:.0f} s on the CPU backend: XLA's "
+                                           f"CPU runtime is deadlocked (README, 'CPU note')")
 
 
 def _end_stalled_process(message: str) -> None:
@@ -848,7 +847,7 @@ def _end_stalled_process(message: str) -> None:
 
 
 def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resume: bool, members: int,
-           settings: list[dict], verbose: bool, say: Callable[[str], None]) -> dict:
+           settings: list[dict], verbose: bool, say: Callable[[str], None], watchdog: StallWatchdog) -> dict:
     job, config, run_dir, plan = prepared.job, prepared.config, prepared.run_dir, prepared.plan
     main = is_main_process()
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
@@ -880,7 +879,6 @@ def _train(prepared: _Prepared, state: Any, sharding: NamedSharding | None, resu
     compile_time = last.get("compile_time_s", 0.0)
     iterations_done = sum(plan[:start_chunk])
     bar = _progress(len(plan), start_chunk, job.name, config.progress and verbose)
-    watchdog = StallWatchdog(config.stall_factor, run_dir)
     for c in range(start_chunk, len(plan)):
         t0 = time.perf_counter()
         if chunk_fn is None:  # one program for every chunk of the plan
