@@ -37,3 +37,50 @@ def masked_scan(
         return jax.lax.cond(i < active, lambda c: body(c, None), lambda c: (c, zeros), carry)
 
     return jax.lax.scan(step, init, jnp.arange(length))
+
+
+def periodic_scan(
+    body: Callable[[Any, Any], tuple[Any, Any]],
+    every: Callable[[Any], Any],
+    init: Any,
+    length: int,
+    period: int,
+    active: jax.Array | int | None = None,
+) -> tuple[Any, Any]:
+    """:func:`masked_scan` of ``body`` that also applies ``every(carry)`` after iterations
+    ``period - 1``, ``2 period - 1``, ... and after the last one, at static places of the program.
+
+    The iterations run in blocks of ``period`` (one ``lax.scan`` each, inside a scan over blocks), so
+    ``every`` is not traced inside ``body`` and the iterations between its calls hold none of its
+    code: the place for periodic work with data-dependent control flow, which on a GPU makes the host
+    wait for the device wherever it appears (``teachers.base.Deferred``). With ``active``, iterations
+    from ``active`` on are skipped as in :func:`masked_scan` and so is ``every`` after a block that
+    ran none of its iterations.
+    """
+    if period < 1:
+        raise ValueError(f"periodic_scan: period must be >= 1, got {period}")
+    _, out_shape = jax.eval_shape(body, init, None)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+    limit = None if active is None else jnp.asarray(active, jnp.int32)
+
+    def step(carry, i):
+        if limit is None:
+            return body(carry, None)
+        return jax.lax.cond(i < limit, lambda c: body(c, None), lambda c: (c, zeros), carry)
+
+    def block(carry, start, n):
+        carry, out = jax.lax.scan(step, carry, start + jnp.arange(n))
+        if limit is None:
+            return every(carry), out
+        return jax.lax.cond(start < limit, every, lambda c: c, carry), out
+
+    full, rest = divmod(length, period)
+    outs = []
+    carry = init
+    if full:
+        carry, out = jax.lax.scan(lambda c, b: block(c, b * period, period), carry, jnp.arange(full))
+        outs.append(jax.tree.map(lambda x: x.reshape((full * period,) + x.shape[2:]), out))
+    if rest:
+        carry, out = block(carry, full * period, rest)
+        outs.append(out)
+    return carry, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)

@@ -44,7 +44,7 @@ from gymnax.environments import spaces
 
 from algos.gae import gae_advantages
 from algos.learner import Learner, model_params, null_learner, trained_params
-from algos.loops import masked_scan
+from algos.loops import masked_scan, periodic_scan
 from algos.networks import Policy, mlp_policy, policy_step
 from algos.schedules import SCHEDULES, make_schedule
 from envs.task_env import EpisodeStats, TaskAutoReset, TaskEnv
@@ -350,6 +350,8 @@ def make_train(
     unknown = set(teacher.extras) - set(EXTRAS)
     if unknown:
         raise ValueError(f"teacher {teacher.name!r} asks for extras {sorted(unknown)}; PPO has {list(EXTRAS)}")
+    deferred = teacher.deferred  # a teacher's periodic refit, placed by train_chunk (teachers.base)
+    record = teacher.update if deferred is None else deferred.update
     learner = learner or null_learner()
     action_dim, discrete, act_low, act_high = action_spec(task_env)
     unused_config = () if policy is None else ("hidden", "activation")
@@ -526,7 +528,7 @@ def make_train(
         ep = traj.episode
         ep_tasks, ep_done = flat(ep.task), flat(ep.done)
         extras = {name: flat(getattr(traj, name)) for name in teacher.extras}
-        teacher_state = teacher.update(state.teacher_state, ep_tasks, flat(ep.score), ep_done, **extras)
+        teacher_state = record(state.teacher_state, ep_tasks, flat(ep.score), ep_done, **extras)
         done_f = ep.done.astype(jnp.float32)
         metrics = {
             "episodes": done_f.sum(),
@@ -546,8 +548,14 @@ def make_train(
     def train_chunk(
         state: PPOState, num_updates: int, active: jax.Array | None = None
     ) -> tuple[PPOState, dict]:
-        """``num_updates`` PPO updates (only the first ``active`` when given, see ``algos/loops.py``)."""
-        return masked_scan(update_step, state, num_updates, active)
+        """``num_updates`` PPO updates (only the first ``active`` when given, see ``algos/loops.py``).
+
+        A teacher with a :class:`teachers.base.Deferred` refit gets it after every ``period``-th update
+        of the chunk and after its last, at static places of the loop (``algos.loops.periodic_scan``)."""
+        if deferred is None:
+            return masked_scan(update_step, state, num_updates, active)
+        refit = lambda s: s.replace(teacher_state=deferred.refit(s.teacher_state))  # noqa: E731
+        return periodic_scan(update_step, refit, state, num_updates, deferred.period, active)
 
     def train(key: jax.Array) -> tuple[PPOState, dict]:
         return train_chunk(init(key), config.num_updates)

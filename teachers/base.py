@@ -18,6 +18,9 @@
   ``**extras``; a teacher names the ones it reads in ``Teacher.extras`` and the trainer computes and
   passes those, so a teacher that reads none does not pay for them (benchmarks/RESULTS.md).
 * ``n`` is static (a Python int). All functions are jittable and vmappable over seeds.
+* A teacher whose ``update`` does expensive work only every few calls (the GMM teachers' refits with
+  ``refit_period`` > 1) may also offer that work split out (:class:`Deferred`); callers that ignore
+  it lose nothing but speed.
 
 Checked inputs (every registered teacher; the contract test ``tests/test_teacher_contract.py``):
 
@@ -46,6 +49,22 @@ from envs.task_space import TaskSpace
 TeacherState = Any
 
 
+class Deferred(NamedTuple):
+    """A teacher's periodic work split out of ``update``, for trainers whose loop can place it.
+
+    ``update`` of a teacher with ``Teacher.deferred`` equals ``deferred.update`` followed by
+    ``deferred.refit`` after every ``period``-th call (calls ``period - 1``, ``2 period - 1``, ...
+    counted from ``init``), where the teacher decides with a traced counter. A trainer that calls
+    ``deferred.update`` every time and ``deferred.refit`` at those positions of a static loop
+    (``algos.loops.periodic_scan``) gets the same states, without data-dependent control flow in
+    the calls between: on a GPU each such loop or ``cond`` makes the host wait for the device, and in
+    PPO that wait cost more than the refits themselves (benchmarks/RESULTS.md)."""
+
+    update: Callable[..., TeacherState]  # (state, tasks, scores, mask, **extras) -> state, no refit
+    refit: Callable[[TeacherState], TeacherState]  # the periodic work that is due
+    period: int  # update calls per refit
+
+
 class Teacher(NamedTuple):
     """A curriculum: ``init``, ``sample`` and ``update`` (see the module docstring)."""
 
@@ -55,6 +74,7 @@ class Teacher(NamedTuple):
     task_space: TaskSpace
     name: str = "teacher"
     extras: tuple[str, ...] = ()  # the extras ``update`` reads (see the module docstring)
+    deferred: Deferred | None = None  # optional split of ``update`` for static loops (see Deferred)
 
 
 EXTRAS = ("initial_value", "discounted_return")  # what trainers can hand to a teacher

@@ -26,15 +26,21 @@ JAX port (batched, masked, fixed shapes):
   ``random_state``), so only the last fit of a batch matters and it is the same (the ring holds the
   last ``2 fit_rate`` rows, which always contain that window, whatever the batch size).
 * Under ``vmap`` over seeds only the seeds that refit run EM (:func:`teachers.em.refit`).
-* ``refit_period`` M (default 1, the behaviour above) lets only every M-th ``update`` call refit, on
-  the window ending at the last multiple of ``fit_rate`` reached by then: the same mixtures as M = 1,
-  each adopted up to M - 1 calls later (and a multiple that a later one passes before the next
-  opportunity is skipped, as within one batch). Every call counts, even one with no valid rows, so
-  seeds updated in lockstep stay aligned; with M > 1 a call therefore changes the state even when
-  every row is masked. Why: on a GPU a refit costs its latency (about a hundred dependent EM loop
-  steps), not its arithmetic. Seeds vmapped in PPO drift apart, so with M = 1 nearly every update has
-  some seed refitting; with M > 1 the seeds due in M updates refit together in one chunk, and one
-  latency is paid per M updates.
+* ``refit_period`` M (default 1, the behaviour above) lets only every M-th ``update`` call refit
+  (calls M - 1, 2M - 1, ... counted from ``init``), on the window ending at the last multiple of
+  ``fit_rate`` reached by then: the same mixtures as M = 1, each adopted up to M - 1 calls later (and
+  a multiple that a later one passes before the next opportunity is skipped, as within one batch).
+  Every call counts, even one with no valid rows, so seeds updated in lockstep stay aligned; with
+  M > 1 a call therefore changes the state even when every row is masked. Why: on a GPU a refit costs
+  its latency (about a hundred dependent EM loop steps), not its arithmetic. Seeds vmapped in PPO
+  drift apart, so with M = 1 nearly every update has some seed refitting; with M > 1 the seeds due in
+  M updates refit together, and one latency is paid per M updates.
+* With M > 1 the teacher also offers the refit split out of ``update``
+  (:class:`teachers.base.Deferred`: ``update`` = record the rows, then ``refit`` at calls M - 1,
+  2M - 1, ...). PPO places the refit in its static loop (``algos.loops.periodic_scan``), so the M - 1
+  calls in between contain no refit code at all: inside ``update`` the refit's data-dependent loop made
+  the GPU wait for the host at every PPO update, which cost more than the fits
+  (benchmarks/RESULTS.md).
 * ``normalise_tasks=True`` (default) maps tasks to [0, 1]^d inside the teacher: distances, the GMM and
   the clipping work in the unit cube. TDRL (and TeachMyAgent) use raw task units;
   ``normalise_tasks=False`` reproduces that. The two coincide on unit boxes (the hypercube).
@@ -56,7 +62,7 @@ from flax import struct
 
 from envs.task_space import TaskSpace
 from teachers import em as E
-from teachers.base import InputCounts, Teacher, checked_sample, checked_update, ring_positions
+from teachers.base import Deferred, InputCounts, Teacher, checked_sample, checked_update, ring_positions
 from teachers.em import EMOptions
 
 
@@ -223,28 +229,40 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
             inputs=InputCounts.zeros(),
         )
 
-    @checked_update(model.name, task_space)
-    def update(state: GMMTeacherState, tasks, scores, mask, **extras) -> GMMTeacherState:
+    def record(state: GMMTeacherState, tasks, scores, mask) -> GMMTeacherState:
+        """The batch's rows stored and counted; no refit."""
         units = to_units(tasks)
         count = state.episodes
-        count_after = count + jnp.sum(mask.astype(jnp.int32))
         aux, columns = model.rows(state.aux, units, scores, mask, count)
         rows = ring_write(state.rows, count, jnp.concatenate([units, columns], axis=1), mask)
-        # Refit on the window ending at the last multiple of fit_rate crossed since the last
-        # opportunity (every update call when refit_period is 1: the multiple this batch crossed).
-        last = (count_after // fit_rate) * fit_rate
-        opportunity = state.updates % config.refit_period == 0
+        return state.replace(
+            rows=rows, episodes=count + jnp.sum(mask.astype(jnp.int32)), aux=aux,
+            updates=state.updates + 1 if config.refit_period > 1 else state.updates,
+        )
+
+    def refit(state: GMMTeacherState, opportunity=True) -> GMMTeacherState:
+        """A fresh mixture on the window ending at the last multiple of fit_rate reached, if that
+        multiple is new since the last opportunity and past the bootstrap."""
+        last = (state.episodes // fit_rate) * fit_rate
         fitted = opportunity & (last > state.fitted_to) & (last >= n_bootstrap) & (last >= fit_rate)
-        window = ring_window(rows, last, fit_rate)
+        window = ring_window(state.rows, last, fit_rate)
         if model.fit_rows is not None:
-            window = model.fit_rows(aux, window, last, fitted)
+            window = model.fit_rows(state.aux, window, last, fitted)
         gmm, good = E.refit(state.fit_seed, window, fitted, state.gmm, ks, config.em, aicc_dim=d)
         return state.replace(
-            rows=rows, episodes=count_after, gmm=gmm, has_gmm=state.has_gmm | good,
-            n_fits=state.n_fits + good.astype(jnp.int32),
-            updates=state.updates + 1 if config.refit_period > 1 else state.updates,
-            fitted_to=jnp.where(opportunity, last, state.fitted_to), aux=aux,
+            gmm=gmm, has_gmm=state.has_gmm | good, n_fits=state.n_fits + good.astype(jnp.int32),
+            fitted_to=jnp.where(opportunity, last, state.fitted_to),
         )
+
+    @checked_update(model.name, task_space)
+    def update(state: GMMTeacherState, tasks, scores, mask, **extras) -> GMMTeacherState:
+        state = record(state, tasks, scores, mask)
+        # every call is an opportunity when refit_period is 1; else calls M - 1, 2M - 1, ...
+        return refit(state, config.refit_period == 1 or state.updates % config.refit_period == 0)
+
+    @checked_update(model.name, task_space)
+    def record_only(state: GMMTeacherState, tasks, scores, mask, **extras) -> GMMTeacherState:
+        return record(state, tasks, scores, mask)
 
     @checked_sample(model.name)
     def sample(state: GMMTeacherState, key: jax.Array, n: int) -> tuple[GMMTeacherState, jax.Array]:
@@ -258,4 +276,5 @@ def gmm_teacher(task_space: TaskSpace, config: GMMTeacherConfig, model: RowModel
         tasks = task_space.clip(from_units(jnp.clip(x[:, :d], low, high)))
         return state, jnp.where(from_gmm[:, None], tasks, uniform)
 
-    return Teacher(init, sample, update, task_space, model.name)
+    deferred = Deferred(record_only, refit, config.refit_period) if config.refit_period > 1 else None
+    return Teacher(init, sample, update, task_space, model.name, deferred=deferred)

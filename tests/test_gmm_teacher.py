@@ -41,8 +41,8 @@ def test_refit_exactly_at_multiples_of_fit_rate(name, config):
 
 @pytest.mark.parametrize("name,config", [CASES[0], CASES[2]], ids=["alp_gmm", "covar_gmm"])
 def test_refit_period_adopts_the_same_mixtures_later(name, config):
-    """With refit_period 3 only every third call refits, on the window ending at the last multiple
-    reached: at such a call the mixture equals the exact (period 1) teacher's after the same rows;
+    """With refit_period 3 only every third call refits (calls 2, 5, 8, ...), on the window ending at
+    the last multiple reached: at such a call the mixture equals the exact (period 1) teacher's after the same rows;
     between them it stays the one of the last opportunity."""
     exact, late = jitted(name, config), jitted(name, dataclasses.replace(config, refit_period=3))
     s1, s3 = exact.t.init(jax.random.key(0)), late.t.init(jax.random.key(0))
@@ -52,7 +52,7 @@ def test_refit_period_adopts_the_same_mixtures_later(name, config):
         s1, s3 = exact.update(s1, tasks, scores, mask), late.update(s3, tasks, scores, mask)
         chex.assert_trees_all_equal(s3.rows, s1.rows)
         last = (int(s3.episodes) // config.fit_rate) * config.fit_rate
-        if call % 3 == 0:
+        if call % 3 == 2:
             assert int(s3.fitted_to) == last
             if last > before and last >= config.bootstrap:
                 fits += 1
@@ -63,6 +63,24 @@ def test_refit_period_adopts_the_same_mixtures_later(name, config):
         chex.assert_trees_all_equal(s3.gmm, held)
         assert int(s3.n_fits) == fits
     assert fits >= 2 and int(s1.n_fits) > fits  # some multiples were skipped
+
+
+@pytest.mark.parametrize("name,config", [CASES[0], CASES[2]], ids=["alp_gmm", "covar_gmm"])
+def test_deferred_refit_at_every_third_call_equals_update(name, config):
+    """Teacher.deferred: recording every call and refitting after calls 2, 5, 8, ... gives the states
+    of ``update`` (which decides with its counter), including every refit."""
+    tj = jitted(name, dataclasses.replace(config, refit_period=3))
+    assert tj.t.deferred is not None and tj.t.deferred.period == 3
+    assert jitted(name, config).t.deferred is None  # refit_period 1: nothing to place
+    record, refit = jax.jit(tj.t.deferred.update), jax.jit(tj.t.deferred.refit)
+    s_update = s_deferred = tj.t.init(jax.random.key(1))
+    for call, (tasks, scores, mask) in enumerate(random_batches(4, 15, 16, p_valid=0.5)):
+        s_update = tj.update(s_update, tasks, scores, mask)
+        s_deferred = record(s_deferred, tasks, scores, mask)
+        if call % 3 == 2:
+            s_deferred = refit(s_deferred)
+        chex.assert_trees_all_equal(s_deferred, s_update)
+    assert int(s_update.n_fits) >= 2
 
 
 def test_refit_period_is_checked():

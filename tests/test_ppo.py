@@ -297,3 +297,35 @@ def test_config_errors_before_compiling():
         make_train(PPOConfig(), countdown_task_env(), recorder)
     with pytest.raises(ValueError, match="PPOHyperparams has no fields"):
         PPOHyperparams.from_config(PPOConfig(), learning_rate=1.0)
+
+
+def test_deferred_teacher_refit_in_the_static_loop_equals_refit_inside_update():
+    """A GMM teacher with refit_period 3 (teachers.base.Deferred): PPO placing its refit after every
+    third update (algos.loops.periodic_scan) trains exactly as with the refit left inside
+    ``update``; a masked chunk (``active``) equals the shorter chunk."""
+    from teachers.registry import make_teacher
+
+    task_env = cartpole_tasks()
+    teacher = make_teacher("covar_gmm", task_env.task_space, fit_rate=10, k_max=3, refit_period=3)
+    assert teacher.deferred is not None
+    config = PPOConfig(num_envs=8, num_steps=32, total_timesteps=8 * 32 * 6, num_minibatches=2)
+    placed = make_train(config, task_env, teacher)
+    inline = make_train(config, task_env, teacher._replace(deferred=None))
+    s_placed, m_placed = jax.jit(placed.train)(jax.random.PRNGKey(3))
+    s_inline, m_inline = jax.jit(inline.train)(jax.random.PRNGKey(3))
+    assert int(s_inline.teacher_state.n_fits) >= 2
+    np.testing.assert_allclose(np.asarray(m_placed["episodes"]), np.asarray(m_inline["episodes"]))
+    close = lambda a, b: jax.tree.map(  # noqa: E731
+        lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6), a, b)
+    for part in ("teacher_state", "obs", "update"):
+        close(getattr(s_placed, part), getattr(s_inline, part))
+    close(s_placed.train_state.params, s_inline.train_state.params)
+
+    state = jax.jit(placed.init)(jax.random.PRNGKey(4))
+    chunk = jax.jit(placed.train_chunk, static_argnums=1)
+    s_masked, m_masked = chunk(state, 6, jnp.int32(4))
+    s_short, m_short = chunk(state, 4)
+    for part in ("teacher_state", "obs", "update"):
+        close(getattr(s_masked, part), getattr(s_short, part))
+    close(s_masked.train_state.params, s_short.train_state.params)
+    np.testing.assert_allclose(np.asarray(m_masked["episodes"][:4]), np.asarray(m_short["episodes"]))
