@@ -306,9 +306,9 @@ def test_deferred_teacher_refit_in_the_static_loop_equals_refit_inside_update():
     from teachers.registry import make_teacher
 
     task_env = cartpole_tasks()
-    teacher = make_teacher("covar_gmm", task_env.task_space, fit_rate=10, k_max=3, refit_period=3)
+    teacher = make_teacher("covar_gmm", task_env.task_space, fit_rate=5, k_max=3, refit_period=3)
     assert teacher.deferred is not None
-    config = PPOConfig(num_envs=8, num_steps=32, total_timesteps=8 * 32 * 6, num_minibatches=2)
+    config = PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 6, num_minibatches=2, update_epochs=1)
     placed = make_train(config, task_env, teacher)
     inline = make_train(config, task_env, teacher._replace(deferred=None))
     s_placed, m_placed = jax.jit(placed.train)(jax.random.PRNGKey(3))
