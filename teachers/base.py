@@ -58,7 +58,7 @@ class Deferred(NamedTuple):
     ``deferred.update`` every time and ``deferred.refit`` at those positions of a static loop
     (``algos.loops.periodic_scan``) gets the same states, without data-dependent control flow in
     the calls between: on a GPU each such loop or ``cond`` makes the host wait for the device, and in
-    PPO that wait cost more than the refits themselves (benchmarks/RESULTS.md)."""
+    PPO on one H200 that wait cost more than the refits themselves (benchmarks/RESULTS.md)."""
 
     update: Callable[..., TeacherState]  # (state, tasks, scores, mask, **extras) -> state, no refit
     refit: Callable[[TeacherState], TeacherState]  # the periodic work that is due

@@ -38,9 +38,9 @@ JAX port (batched, masked, fixed shapes):
 * With M > 1 the teacher also offers the refit split out of ``update``
   (:class:`teachers.base.Deferred`: ``update`` = record the rows, then ``refit`` at calls M - 1,
   2M - 1, ...). PPO places the refit in its static loop (``algos.loops.periodic_scan``), so the M - 1
-  calls in between contain no refit code at all: inside ``update`` the refit's data-dependent loop made
-  the GPU wait for the host at every PPO update, which cost more than the fits
-  (benchmarks/RESULTS.md).
+  calls in between contain no refit code at all: inside ``update`` the refit's data-dependent loop
+  made the GPU wait for the host at every PPO update, which on one H200 cost more than the fits
+  themselves (benchmarks/RESULTS.md).
 * ``normalise_tasks=True`` (default) maps tasks to [0, 1]^d inside the teacher: distances, the GMM and
   the clipping work in the unit cube. TDRL (and TeachMyAgent) use raw task units;
   ``normalise_tasks=False`` reproduces that. The two coincide on unit boxes (the hypercube).

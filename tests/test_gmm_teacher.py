@@ -42,8 +42,8 @@ def test_refit_exactly_at_multiples_of_fit_rate(name, config):
 @pytest.mark.parametrize("name,config", [CASES[0], CASES[2]], ids=["alp_gmm", "covar_gmm"])
 def test_refit_period_adopts_the_same_mixtures_later(name, config):
     """With refit_period 3 only every third call refits (calls 2, 5, 8, ...), on the window ending at
-    the last multiple reached: at such a call the mixture equals the exact (period 1) teacher's after the same rows;
-    between them it stays the one of the last opportunity."""
+    the last multiple reached: at such a call the mixture equals the exact (period 1) teacher's after
+    the same rows; between them it stays the one of the last opportunity."""
     exact, late = jitted(name, config), jitted(name, dataclasses.replace(config, refit_period=3))
     s1, s3 = exact.t.init(jax.random.key(0)), late.t.init(jax.random.key(0))
     held, fits = s3.gmm, 0
