@@ -29,6 +29,14 @@ def masked_scan(
     """
     if active is None:
         return jax.lax.scan(body, init, None, length)
+    return jax.lax.scan(_indexed_step(body, init, active), init, jnp.arange(length))
+
+
+def _indexed_step(body, init, active):
+    """``step(carry, i)``: ``body(carry, None)`` while ``i < active``, else the carry unchanged and
+    zero outputs (``active`` None: always ``body``)."""
+    if active is None:
+        return lambda carry, i: body(carry, None)
     active = jnp.asarray(active, jnp.int32)
     _, out_shape = jax.eval_shape(body, init, None)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
@@ -36,7 +44,7 @@ def masked_scan(
     def step(carry, i):
         return jax.lax.cond(i < active, lambda c: body(c, None), lambda c: (c, zeros), carry)
 
-    return jax.lax.scan(step, init, jnp.arange(length))
+    return step
 
 
 def periodic_scan(
@@ -59,14 +67,8 @@ def periodic_scan(
     """
     if period < 1:
         raise ValueError(f"periodic_scan: period must be >= 1, got {period}")
-    _, out_shape = jax.eval_shape(body, init, None)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+    step = _indexed_step(body, init, active)
     limit = None if active is None else jnp.asarray(active, jnp.int32)
-
-    def step(carry, i):
-        if limit is None:
-            return body(carry, None)
-        return jax.lax.cond(i < limit, lambda c: body(c, None), lambda c: (c, zeros), carry)
 
     def block(carry, start, n):
         carry, out = jax.lax.scan(step, carry, start + jnp.arange(n))

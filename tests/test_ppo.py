@@ -301,7 +301,7 @@ def test_config_errors_before_compiling():
 
 def test_deferred_teacher_refit_in_the_static_loop_equals_refit_inside_update():
     """A GMM teacher with refit_period 3 (teachers.base.Deferred): PPO placing its refit after every
-    third update (algos.loops.periodic_scan) trains exactly as with the refit left inside
+    third update (algos.loops.periodic_scan) trains as with the refit left inside
     ``update``; a masked chunk (``active``) equals the shorter chunk."""
     from teachers.registry import make_teacher
 
